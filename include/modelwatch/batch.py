@@ -1,0 +1,104 @@
+"""The staged batch: the shape in which one interval's logs travel between tasks.
+
+Extract writes a folder per model and interval under the staging root::
+
+    <staging>/<model>/<start>--<end>/predictions.parquet   one row per kept prediction
+                                    /feedback.parquet      latest label per request_id
+                                    /quarantine.parquet    rejected records with reasons
+                                    /manifest.json         counts, damaged files, partitions
+
+Later tasks read these files; XCom carries only the folder's URL and counts.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pyarrow as pa
+
+from modelwatch.config import ModelConfig
+
+ALL = "all"  # the model_version / segment value of an overall (unsplit) row
+
+FEATURE_PREFIX = "feature__"
+CONTEXT_PREFIX = "context__"
+
+PREDICTION_BASE_FIELDS = [
+    pa.field("request_id", pa.string(), nullable=False),
+    pa.field("timestamp", pa.timestamp("us", tz="UTC"), nullable=False),
+    pa.field("model_name", pa.string(), nullable=False),
+    pa.field("model_version", pa.string(), nullable=False),
+    pa.field("status", pa.string(), nullable=False),  # "ok" | "error"
+    pa.field("error", pa.string()),
+    pa.field("prediction", pa.string()),  # canonical text: 1 and 1.0 both read "1"
+    pa.field("prediction_value", pa.float64()),  # numeric prediction, null if not a number
+    pa.field("score", pa.float64()),
+    pa.field("latency_ms", pa.float64(), nullable=False),
+    pa.field("extra_features", pa.string()),  # JSON object of features the config does not name
+    pa.field("missing_features", pa.string()),  # comma-separated configured features absent
+    pa.field("source_file", pa.string(), nullable=False),
+    pa.field("line_number", pa.int64(), nullable=False),
+]
+
+FEEDBACK_SCHEMA = pa.schema(
+    [
+        pa.field("request_id", pa.string(), nullable=False),
+        pa.field("label", pa.string(), nullable=False),  # canonical text, as `prediction`
+        pa.field("label_value", pa.float64()),
+        pa.field("label_timestamp", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("source_file", pa.string(), nullable=False),
+        pa.field("line_number", pa.int64(), nullable=False),
+    ]
+)
+
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        pa.field("kind", pa.string(), nullable=False),  # "predictions" | "feedback"
+        pa.field("source_file", pa.string(), nullable=False),
+        pa.field("line_number", pa.int64(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("raw", pa.string()),
+    ]
+)
+
+RAW_TEXT_LIMIT = 2000
+
+_ARROW_FEATURE_TYPES = {
+    "numeric": pa.float64(),
+    "categorical": pa.string(),
+    "boolean": pa.bool_(),
+}
+
+
+def feature_column(name: str) -> str:
+    return FEATURE_PREFIX + name
+
+
+def context_column(key: str) -> str:
+    return CONTEXT_PREFIX + key
+
+
+def context_keys(model: ModelConfig) -> list[str]:
+    """Segment keys that come from `context` (those not naming a feature)."""
+    feature_names = {f.name for f in model.features}
+    return [key for key in model.segments if key not in feature_names]
+
+
+def segment_column(model: ModelConfig, key: str) -> str:
+    """The staged column holding a segment key: a feature, else a context entry."""
+    if key in {f.name for f in model.features}:
+        return feature_column(key)
+    return context_column(key)
+
+
+def prediction_schema(model: ModelConfig) -> pa.Schema:
+    """Staged prediction columns for one model: fixed fields, features, context keys."""
+    fields = list(PREDICTION_BASE_FIELDS)
+    fields += [pa.field(feature_column(f.name), _ARROW_FEATURE_TYPES[f.type]) for f in model.features]
+    fields += [pa.field(context_column(k), pa.string()) for k in context_keys(model)]
+    return pa.schema(fields)
+
+
+def interval_folder(staging_url: str, model_name: str, start: datetime, end: datetime) -> str:
+    stamp = "%Y%m%dT%H%M%SZ"
+    return f"{staging_url.rstrip('/')}/{model_name}/{start:{stamp}}--{end:{stamp}}"
