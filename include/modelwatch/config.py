@@ -152,6 +152,9 @@ class ModelConfig(_Strict):
     start_date: str = "2026-01-01"
     owner: str = "ml-platform"
     positive_label: str = "1"
+    log_wait_minutes: float = Field(
+        360, ge=0, description="how long after the interval ends to wait for missing partitions"
+    )
     features: Annotated[list[FeatureConfig], Field(min_length=1)]
     segments: list[str] = Field(default_factory=list)
     reference: ReferenceConfig = ReferenceConfig(trailing_intervals=7)

@@ -1,0 +1,281 @@
+"""Extract one interval's logs into a staged batch (see `modelwatch.batch`).
+
+Two passes keep memory flat however many files a day holds:
+
+1. every chunk of every file is checked and appended to candidate files, with
+   a content hash and a row number per record;
+2. duplicates are resolved from the request ids and hashes alone: identical
+   copies are kept once, conflicting ones are all quarantined; feedback keeps
+   the latest label per request id.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+
+import fsspec
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from modelwatch import batch, logs
+from modelwatch.config import ModelConfig
+
+log = logging.getLogger(__name__)
+
+PREDICTIONS = "predictions.parquet"
+FEEDBACK = "feedback.parquet"
+QUARANTINE = "quarantine.parquet"
+MANIFEST = "manifest.json"
+_ROW = "_row"
+_HASH = "_hash"
+
+
+@dataclass
+class Manifest:
+    """Counts and findings of one extract; small enough for XCom."""
+
+    model_name: str
+    interval_start: str
+    interval_end: str
+    folder: str
+    rows_read: int = 0
+    rows_valid: int = 0
+    rows_quarantined: int = 0
+    duplicates_dropped: int = 0
+    conflicting_duplicates: int = 0
+    rows_outside_interval: int = 0
+    labels_read: int = 0
+    labels_kept: int = 0
+    label_corrections: int = 0
+    labels_quarantined: int = 0
+    label_window_start: str = ""
+    files_read: int = 0
+    damaged_files: list[dict[str, str]] = field(default_factory=list)
+    missing_partitions: list[str] = field(default_factory=list)
+    empty_partitions: list[str] = field(default_factory=list)
+    ignored_files: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class _ParquetSink:
+    """Append pandas frames to one Parquet file on any fsspec filesystem."""
+
+    def __init__(self, url: str, schema: pa.Schema):
+        self.url = url
+        self.schema = schema
+        self.rows = 0
+        fs, path = fsspec.core.url_to_fs(url)
+        fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        self._handle = fs.open(path, "wb")
+        self._writer = pq.ParquetWriter(self._handle, schema, compression="zstd")
+
+    def write(self, frame: pd.DataFrame | pa.Table) -> None:
+        if len(frame) == 0:
+            return
+        table = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(
+            frame, schema=self.schema, preserve_index=False, safe=False
+        )
+        self._writer.write_table(table)
+        self.rows += len(frame)
+
+    def close(self) -> None:
+        self._writer.close()
+        self._handle.close()
+
+
+def _with_row_and_hash(frame: pd.DataFrame, first_row: int, content: list[str]) -> pd.DataFrame:
+    frame = frame.copy()
+    frame[_ROW] = np.arange(first_row, first_row + len(frame), dtype=np.int64)
+    frame[_HASH] = pd.util.hash_pandas_object(frame[content], index=False).to_numpy()
+    return frame
+
+
+def _candidate_schema(schema: pa.Schema) -> pa.Schema:
+    return schema.append(pa.field(_ROW, pa.int64())).append(pa.field(_HASH, pa.uint64()))
+
+
+def _remove(url: str) -> None:
+    fs, path = fsspec.core.url_to_fs(url)
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
+
+
+def _dedupe_predictions(candidates: str, out: _ParquetSink, quarantine: _ParquetSink) -> tuple[int, int]:
+    """Keep identical copies once; quarantine every copy of a conflicting request id."""
+    keys = pq.read_table(candidates, columns=["request_id", _ROW, _HASH], filesystem=_fs(candidates))
+    groups = keys.group_by("request_id").aggregate(
+        [(_HASH, "count_distinct"), (_ROW, "min"), (_ROW, "count")]
+    )
+    conflicting = groups.filter(pc.greater(groups[f"{_HASH}_count_distinct"], 1))
+    clean = groups.filter(pc.equal(groups[f"{_HASH}_count_distinct"], 1))
+    keep_rows = clean[f"{_ROW}_min"]
+    dropped = int(pc.sum(pc.subtract(clean[f"{_ROW}_count"], 1)).as_py() or 0)
+    conflicting_ids = conflicting["request_id"]
+    del keys, groups
+    source = pq.ParquetFile(candidates, filesystem=_fs(candidates))
+    content = [n for n in out.schema.names if n not in ("source_file", "line_number")]
+    for record_batch in source.iter_batches(batch_size=logs.CHUNK_ROWS):
+        table = pa.Table.from_batches([record_batch])
+        kept = table.filter(pc.is_in(table[_ROW], value_set=keep_rows))
+        out.write(kept.select(out.schema.names).cast(out.schema))
+        bad = table.filter(pc.is_in(table["request_id"], value_set=conflicting_ids))
+        if bad.num_rows:
+            rows = bad.select(content).to_pylist()
+            quarantine.write(
+                pd.DataFrame(
+                    {
+                        "kind": "predictions",
+                        "source_file": bad["source_file"].to_pylist(),
+                        "line_number": bad["line_number"].to_pylist(),
+                        "reason": "conflicting_duplicate",
+                        "raw": [json.dumps(r, default=str, sort_keys=True) for r in rows],
+                    }
+                )
+            )
+    return dropped, len(conflicting_ids)
+
+
+def _latest_labels(candidates: str, out: _ParquetSink) -> int:
+    """Keep the latest label per request id (later files win ties); return corrections."""
+    table = pq.read_table(candidates, filesystem=_fs(candidates))
+    if table.num_rows == 0:
+        return 0
+    ordered = table.sort_by([("request_id", "ascending"), ("label_timestamp", "ascending"), (_ROW, "ascending")])
+    ids = ordered["request_id"].combine_chunks()
+    is_last = np.ones(len(ids), dtype=bool)
+    if len(ids) > 1:
+        is_last[:-1] = pc.not_equal(ids.slice(0, len(ids) - 1), ids.slice(1)).to_numpy(zero_copy_only=False)
+    latest = ordered.filter(pa.array(is_last))
+    out.write(latest.select(out.schema.names).cast(out.schema))
+    return table.num_rows - latest.num_rows
+
+
+def _fs(url: str) -> fsspec.AbstractFileSystem:
+    return fsspec.core.url_to_fs(url)[0]
+
+
+def _path(url: str) -> str:
+    return fsspec.core.url_to_fs(url)[1]
+
+
+def label_window_start(model: ModelConfig, start: datetime) -> datetime:
+    """Labels for the interval and the K earlier ones it recomputes may sit this far back."""
+    return start - model.interval_length * model.label_maturity_intervals
+
+
+def extract_interval(model: ModelConfig, start: datetime, end: datetime, staging_url: str) -> Manifest:
+    """Stage the interval's predictions, feedback and quarantine; return the manifest.
+
+    Predictions are those with `start <= timestamp < end`. Feedback covers labels
+    known before `end` from partitions back to `label_window_start`, so that the
+    interval's metrics and those of the K intervals before it can be recomputed.
+    Re-running replaces the folder.
+    """
+    folder = batch.interval_folder(staging_url, model.name, start, end)
+    _remove(folder)
+    manifest = Manifest(model.name, start.isoformat(), end.isoformat(), folder)
+    quarantine = _ParquetSink(f"{folder}/{QUARANTINE}", batch.QUARANTINE_SCHEMA)
+    try:
+        _extract_predictions(model, start, end, folder, quarantine, manifest)
+        _extract_feedback(model, start, end, folder, quarantine, manifest)
+    finally:
+        quarantine.close()
+    fs, path = fsspec.core.url_to_fs(f"{folder}/{MANIFEST}")
+    with fs.open(path, "w") as handle:
+        json.dump(manifest.to_dict(), handle, indent=2)
+    log.info(
+        "%s %s..%s: read %d, kept %d, quarantined %d, duplicates %d, labels %d",
+        model.name, start, end, manifest.rows_read, manifest.rows_valid,
+        manifest.rows_quarantined, manifest.duplicates_dropped, manifest.labels_kept,
+    )
+    return manifest
+
+
+def _extract_predictions(model, start, end, folder, quarantine, manifest) -> None:
+    schema = batch.prediction_schema(model)
+    content = [n for n in schema.names if n not in ("source_file", "line_number")]
+    candidates_url = f"{folder}/_candidates_predictions.parquet"
+    candidates = _ParquetSink(candidates_url, _candidate_schema(schema))
+    stats = logs.ReadStats()
+    quarantined_before = quarantine.rows
+    try:
+        for day, chunk in logs.iter_partition_chunks(model, "predictions", logs.partition_days(start, end), stats):
+            normalized = logs.normalize_predictions(chunk, model, day, start, end)
+            candidates.write(_with_row_and_hash(normalized.rows, candidates.rows, content))
+            quarantine.write(normalized.quarantined)
+            stats.outside_interval += normalized.outside_interval
+    finally:
+        candidates.close()
+    predictions = _ParquetSink(f"{folder}/{PREDICTIONS}", schema)
+    try:
+        manifest.duplicates_dropped, conflicts = _dedupe_predictions(candidates_url, predictions, quarantine)
+    finally:
+        predictions.close()
+    _remove(candidates_url)
+    manifest.rows_read = stats.records_read
+    manifest.rows_valid = predictions.rows
+    manifest.rows_quarantined = quarantine.rows - quarantined_before
+    manifest.conflicting_duplicates = conflicts
+    manifest.rows_outside_interval = stats.outside_interval
+    manifest.files_read = len(stats.files_read)
+    manifest.damaged_files = [{"file": d.source_file, "error": d.error} for d in stats.damaged_files]
+    manifest.missing_partitions = stats.missing_partitions
+    manifest.empty_partitions = stats.empty_partitions
+    manifest.ignored_files = stats.ignored_files
+
+
+def _extract_feedback(model, start, end, folder, quarantine, manifest) -> None:
+    window_start = label_window_start(model, start)
+    manifest.label_window_start = window_start.isoformat()
+    candidates_url = f"{folder}/_candidates_feedback.parquet"
+    candidates = _ParquetSink(candidates_url, _candidate_schema(batch.FEEDBACK_SCHEMA))
+    stats = logs.ReadStats()
+    quarantined_before = quarantine.rows
+    try:
+        for day, chunk in logs.iter_partition_chunks(model, "feedback", logs.partition_days(window_start, end), stats):
+            normalized = logs.normalize_feedback(chunk, day, start, end, known_before=end)
+            candidates.write(_with_row_and_hash(normalized.rows, candidates.rows, ["request_id"]))
+            quarantine.write(normalized.quarantined)
+    finally:
+        candidates.close()
+    feedback = _ParquetSink(f"{folder}/{FEEDBACK}", batch.FEEDBACK_SCHEMA)
+    try:
+        manifest.label_corrections = _latest_labels(candidates_url, feedback)
+    finally:
+        feedback.close()
+    _remove(candidates_url)
+    manifest.labels_read = stats.records_read
+    manifest.labels_kept = feedback.rows
+    manifest.labels_quarantined = quarantine.rows - quarantined_before
+    manifest.damaged_files += [{"file": d.source_file, "error": d.error} for d in stats.damaged_files]
+    manifest.files_read += len(stats.files_read)
+
+
+def read_manifest(folder: str) -> Manifest:
+    fs, path = fsspec.core.url_to_fs(f"{folder}/{MANIFEST}")
+    with fs.open(path) as handle:
+        return Manifest(**json.load(handle))
+
+
+def iter_staged(folder: str, name: str, columns: list[str] | None = None, rows: int = 500_000) -> Iterator[pd.DataFrame]:
+    """Stream a staged file as pandas chunks of at most `rows` rows."""
+    fs, path = fsspec.core.url_to_fs(f"{folder}/{name}")
+    with fs.open(path, "rb") as handle:
+        for record_batch in pq.ParquetFile(handle).iter_batches(batch_size=rows, columns=columns):
+            yield record_batch.to_pandas()
+
+
+def read_staged(folder: str, name: str, columns: list[str] | None = None) -> pd.DataFrame:
+    """A whole staged file as one pandas frame."""
+    fs, path = fsspec.core.url_to_fs(f"{folder}/{name}")
+    with fs.open(path, "rb") as handle:
+        return pq.read_table(handle, columns=columns).to_pandas()

@@ -1,0 +1,656 @@
+"""Read inference logs as the log contract says, one file and one chunk at a time.
+
+Records arrive as JSONL lines or Parquet record batches. Each chunk is turned
+into columns of raw values, checked with vectorized rules, and split into
+candidate rows (staged schema of `modelwatch.batch`) and quarantined rows
+(with source file, line number, reason and raw text). Nothing is dropped
+without a trace: every record read is either kept, counted as a duplicate,
+counted as belonging to another interval, or quarantined.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import math
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+
+import fsspec
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from modelwatch import batch
+from modelwatch.config import ModelConfig
+
+log = logging.getLogger(__name__)
+
+SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet")
+CHUNK_ROWS = 50_000
+
+PREDICTION_FIELDS = (
+    "request_id", "timestamp", "model_name", "model_version", "features",
+    "prediction", "score", "latency_ms", "status", "error", "context",
+)
+FEEDBACK_FIELDS = ("request_id", "label", "label_timestamp")
+
+_MISSING = object()  # a key absent from the record, unlike an explicit null
+_RFC3339_ZONE = r"(?:[zZ]|[+-]\d{2}:?\d{2})$"
+
+
+# ---------------------------------------------------------------- partitions
+
+
+def partition_days(start: datetime, end: datetime) -> list[date]:
+    """UTC dates of every `dt=` partition that overlaps the interval [start, end)."""
+    if end <= start:
+        raise ValueError(f"interval end {end} must be after its start {start}")
+    first = start.astimezone(timezone.utc).date()
+    last = (end.astimezone(timezone.utc) - timedelta(microseconds=1)).date()
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One `dt=` folder: its URL, whether it exists, its readable and ignored files."""
+
+    day: date
+    url: str
+    exists: bool
+    files: tuple[str, ...] = ()
+    ignored: tuple[str, ...] = ()
+
+
+def partition_url(root: str, model_name: str, kind: str, day: date) -> str:
+    return f"{root.rstrip('/')}/{model_name}/{kind}/dt={day.isoformat()}"
+
+
+def list_partition(root: str, model_name: str, kind: str, day: date) -> Partition:
+    """List a partition; a missing folder is reported as such, never as empty."""
+    url = partition_url(root, model_name, kind, day)
+    fs, path = fsspec.core.url_to_fs(url)
+    if not fs.isdir(path):
+        return Partition(day, url, exists=False)
+    names = sorted(fs.ls(path, detail=False))
+    files = tuple(_unstrip(fs, n) for n in names if n.endswith(SUFFIXES))
+    ignored = tuple(_unstrip(fs, n) for n in names if not n.endswith(SUFFIXES))
+    return Partition(day, url, exists=True, files=files, ignored=ignored)
+
+
+def _unstrip(fs: fsspec.AbstractFileSystem, path: str) -> str:
+    """Give a listed path back its protocol so that later opens find it."""
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    return path if protocol in ("file", "local") else fs.unstrip_protocol(path)
+
+
+def missing_prediction_partitions(model: ModelConfig, start: datetime, end: datetime) -> list[str]:
+    """URLs of prediction partitions of the interval that have not arrived."""
+    return [
+        p.url
+        for day in partition_days(start, end)
+        if not (p := list_partition(model.log_url, model.name, "predictions", day)).exists
+    ]
+
+
+# ---------------------------------------------------------------- raw chunks
+
+
+@dataclass
+class RawChunk:
+    """Raw values of up to CHUNK_ROWS records from one file.
+
+    `fields` maps each top-level field to an object Series (`_MISSING` where the
+    key is absent). `features` and `context` map names to such Series too.
+    `reasons` starts with problems found while parsing (invalid JSON).
+    """
+
+    source_file: str
+    line_numbers: np.ndarray
+    fields: dict[str, pd.Series]
+    features: dict[str, pd.Series]
+    extra_features: pd.Series  # JSON text of unnamed features, or None
+    context: dict[str, pd.Series]
+    reasons: pd.Series
+    raw_text: Callable[[np.ndarray], list[str]]
+
+    def __len__(self) -> int:
+        return len(self.line_numbers)
+
+
+@dataclass
+class FileDamage:
+    source_file: str
+    error: str
+
+
+def _truncate(text: str) -> str:
+    return text if len(text) <= batch.RAW_TEXT_LIMIT else text[: batch.RAW_TEXT_LIMIT] + "…"
+
+
+def _iter_jsonl_lines(fs, path: str, damage: list[FileDamage]) -> Iterator[tuple[int, str]]:
+    """Yield (line number, text) of non-blank lines; a cut-off .gz is reported, not raised."""
+    opener = gzip.open if path.endswith(".gz") else None
+    number = 0
+    try:
+        with fs.open(path, "rb") as handle:
+            stream = opener(handle, "rb") if opener else handle
+            for number, line in enumerate(stream, start=1):
+                text = line.decode("utf-8", errors="replace").strip()
+                if text:
+                    yield number, text
+    except (EOFError, OSError, zlib.error) as exc:
+        damage.append(FileDamage(path, f"unreadable after line {number}: {exc}"))
+
+
+def _split_mapping(
+    values: list[object], names: list[str], keep_extra: bool
+) -> tuple[dict[str, pd.Series], pd.Series, pd.Series]:
+    """Columns of named keys from a list of dicts; extras as JSON; rows that are not dicts."""
+    as_dicts = [v if isinstance(v, dict) else None for v in values]
+    not_mapping = pd.Series([v is not _MISSING and v is not None and not isinstance(v, dict) for v in values])
+    columns = {
+        name: pd.Series([d.get(name, _MISSING) if d is not None else _MISSING for d in as_dicts], dtype=object)
+        for name in names
+    }
+    extra = pd.Series([None] * len(values), dtype=object)
+    if keep_extra:
+        known = set(names)
+        extra = pd.Series(
+            [
+                json.dumps({k: v for k, v in d.items() if k not in known}, sort_keys=True, default=str)
+                if d is not None and not known.issuperset(d)
+                else None
+                for d in as_dicts
+            ],
+            dtype=object,
+        )
+    return columns, extra, not_mapping
+
+
+def _json_chunk(
+    source_file: str, numbers: list[int], lines: list[str], fields: tuple[str, ...],
+    feature_names: list[str], context_names: list[str],
+) -> RawChunk:
+    records: list[object] = []
+    reasons: list[str | None] = []
+    for text in lines:
+        try:
+            record = json.loads(text)
+        except ValueError as exc:
+            records.append({})
+            reasons.append(f"invalid_json: {exc.msg} at column {exc.colno}")
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+            reasons.append(None)
+        else:
+            records.append({})
+            reasons.append("not_a_json_object")
+    columns = {
+        name: pd.Series([r.get(name, _MISSING) for r in records], dtype=object) for name in fields
+    }
+    reason_series = pd.Series(reasons, dtype=object)
+    features: dict[str, pd.Series] = {}
+    extra = pd.Series([None] * len(records), dtype=object)
+    context: dict[str, pd.Series] = {}
+    if "features" in columns:
+        features, extra, features_bad = _split_mapping(columns["features"].tolist(), feature_names, True)
+        reason_series = reason_series.mask(reason_series.isna() & features_bad, "wrong_type:features")
+    if "context" in columns:
+        context, _, context_bad = _split_mapping(columns["context"].tolist(), context_names, False)
+        reason_series = reason_series.mask(reason_series.isna() & context_bad, "wrong_type:context")
+    kept_lines = lines
+    return RawChunk(
+        source_file=source_file,
+        line_numbers=np.asarray(numbers, dtype=np.int64),
+        fields=columns,
+        features=features,
+        extra_features=extra,
+        context=context,
+        reasons=reason_series,
+        raw_text=lambda idx: [_truncate(kept_lines[i]) for i in idx],
+    )
+
+
+def _iter_json_chunks(fs, path, fields, feature_names, context_names, damage) -> Iterator[RawChunk]:
+    numbers: list[int] = []
+    lines: list[str] = []
+    for number, text in _iter_jsonl_lines(fs, path, damage):
+        numbers.append(number)
+        lines.append(text)
+        if len(lines) == CHUNK_ROWS:
+            yield _json_chunk(path, numbers, lines, fields, feature_names, context_names)
+            numbers, lines = [], []
+    if lines:
+        yield _json_chunk(path, numbers, lines, fields, feature_names, context_names)
+
+
+def _arrow_to_objects(array: pa.Array | pa.ChunkedArray) -> pd.Series:
+    """An Arrow column as a Series of Python objects; timestamps stay datetimes."""
+    return pd.Series(array.to_pylist(), dtype=object)
+
+
+def _struct_columns(
+    column: pa.Array | None, names: list[str], rows: int, keep_extra: bool
+) -> tuple[dict[str, pd.Series], pd.Series]:
+    if column is None:
+        return {n: pd.Series([_MISSING] * rows, dtype=object) for n in names}, pd.Series([None] * rows, dtype=object)
+    if pa.types.is_map(column.type):
+        values = column.to_pylist()
+        dicts = [dict(v) if v is not None else None for v in values]
+        columns, extra, _ = _split_mapping(dicts, names, keep_extra)
+        return columns, extra
+    if not pa.types.is_struct(column.type):
+        raise TypeError(f"expected a struct or map column, found {column.type}")
+    present = {column.type.field(i).name for i in range(column.type.num_fields)}
+    columns = {
+        n: _arrow_to_objects(column.field(n)) if n in present else pd.Series([_MISSING] * rows, dtype=object)
+        for n in names
+    }
+    extra = pd.Series([None] * rows, dtype=object)
+    extras = sorted(present - set(names))
+    if keep_extra and extras:
+        parts = {n: column.field(n).to_pylist() for n in extras}
+        extra = pd.Series(
+            [
+                json.dumps({n: parts[n][i] for n in extras}, sort_keys=True, default=str)
+                for i in range(rows)
+            ],
+            dtype=object,
+        )
+    return columns, extra
+
+
+def _parquet_chunk(
+    source_file: str, record_batch: pa.RecordBatch, first_row: int, fields: tuple[str, ...],
+    feature_names: list[str], context_names: list[str],
+) -> RawChunk:
+    rows = record_batch.num_rows
+    names = set(record_batch.schema.names)
+    columns = {
+        f: _arrow_to_objects(record_batch.column(f)) if f in names else pd.Series([_MISSING] * rows, dtype=object)
+        for f in fields
+        if f not in ("features", "context")
+    }
+    reasons = pd.Series([None] * rows, dtype=object)
+    features: dict[str, pd.Series] = {}
+    extra = pd.Series([None] * rows, dtype=object)
+    context: dict[str, pd.Series] = {}
+    if "features" in fields:
+        if "features" in names:
+            try:
+                features, extra = _struct_columns(record_batch.column("features"), feature_names, rows, True)
+                nulls = pd.Series(record_batch.column("features").is_null().to_numpy(zero_copy_only=False))
+                columns["features"] = pd.Series(np.where(nulls, None, {}), dtype=object)
+            except TypeError:
+                reasons[:] = "wrong_type:features"
+                columns["features"] = pd.Series([None] * rows, dtype=object)
+                features, extra = _struct_columns(None, feature_names, rows, True)
+        else:
+            columns["features"] = pd.Series([_MISSING] * rows, dtype=object)
+            features, extra = _struct_columns(None, feature_names, rows, True)
+    if "context" in fields:
+        try:
+            context, _ = _struct_columns(
+                record_batch.column("context") if "context" in names else None, context_names, rows, False
+            )
+        except TypeError:
+            reasons[:] = reasons.fillna("wrong_type:context")
+            context, _ = _struct_columns(None, context_names, rows, False)
+
+    def raw_text(idx: np.ndarray) -> list[str]:
+        picked = record_batch.take(pa.array(idx, type=pa.int64())).to_pylist()
+        return [_truncate(json.dumps(r, default=str, sort_keys=True)) for r in picked]
+
+    return RawChunk(
+        source_file=source_file,
+        line_numbers=np.arange(first_row + 1, first_row + rows + 1, dtype=np.int64),
+        fields=columns,
+        features=features,
+        extra_features=extra,
+        context=context,
+        reasons=reasons,
+        raw_text=raw_text,
+    )
+
+
+def _iter_parquet_chunks(fs, path, fields, feature_names, context_names, damage) -> Iterator[RawChunk]:
+    first_row = 0
+    try:
+        with fs.open(path, "rb") as handle:
+            parquet = pq.ParquetFile(handle)
+            for record_batch in parquet.iter_batches(batch_size=CHUNK_ROWS):
+                yield _parquet_chunk(path, record_batch, first_row, fields, feature_names, context_names)
+                first_row += record_batch.num_rows
+    except (OSError, pa.ArrowException) as exc:
+        damage.append(FileDamage(path, f"unreadable after row {first_row}: {exc}"))
+
+
+def iter_raw_chunks(
+    path: str, fields: tuple[str, ...], feature_names: list[str], context_names: list[str],
+    damage: list[FileDamage],
+) -> Iterator[RawChunk]:
+    """Stream one log file as raw chunks; damage is appended to `damage`, never raised."""
+    fs, _ = fsspec.core.url_to_fs(path)
+    reader = _iter_parquet_chunks if path.endswith(".parquet") else _iter_json_chunks
+    yield from reader(fs, path, fields, feature_names, context_names, damage)
+
+
+# ---------------------------------------------------------------- value checks
+
+
+def _types(series: pd.Series) -> pd.Series:
+    return series.map(type)
+
+
+def _is_missing(series: pd.Series) -> pd.Series:
+    return series.map(lambda v: v is _MISSING)
+
+
+def _is_null(series: pd.Series) -> pd.Series:
+    return series.map(lambda v: v is None or v is _MISSING)
+
+
+def _is_number(series: pd.Series) -> pd.Series:
+    return _types(series).isin([int, float, np.float64, np.int64])
+
+
+def _as_float(series: pd.Series, usable: pd.Series) -> pd.Series:
+    return pd.to_numeric(series.where(usable, None), errors="coerce").astype("float64")
+
+
+def canonical_text(series: pd.Series) -> pd.Series:
+    """Labels and predictions as text: 1, 1.0 and "1" all read "1"."""
+
+    def one(value: object) -> object:
+        if value is None or value is _MISSING:
+            return None
+        if isinstance(value, float) and value.is_integer():
+            return str(int(value))
+        return str(value)
+
+    return series.map(one).astype(object)
+
+
+class _Reasons:
+    """First failing reason per row, filled in rule order."""
+
+    def __init__(self, initial: pd.Series):
+        self.values = initial.copy()
+
+    def add(self, mask: pd.Series, reason: str) -> None:
+        mask = mask.fillna(False).astype(bool).to_numpy()
+        open_rows = self.values.isna().to_numpy()
+        self.values[mask & open_rows] = reason
+
+    @property
+    def ok(self) -> pd.Series:
+        return self.values.isna()
+
+
+def _parse_timestamp(series: pd.Series, reasons: _Reasons, name: str) -> pd.Series:
+    """RFC 3339 strings (zone required) or datetimes, to UTC."""
+    is_str = _types(series) == str
+    is_dt = series.map(lambda v: isinstance(v, datetime))
+    reasons.add(~is_str & ~is_dt & ~_is_null(series), f"wrong_type:{name}")
+    text = series.where(is_str, None)
+    zoned = text.str.contains(_RFC3339_ZONE, regex=True, na=False)
+    parsed = pd.to_datetime(text.where(zoned, None), utc=True, format="ISO8601", errors="coerce")
+    if is_dt.any():
+        as_dt = series.where(is_dt, None).map(
+            lambda v: v if v is None or v.tzinfo else v.replace(tzinfo=timezone.utc)
+        )
+        parsed = parsed.where(~is_dt, pd.to_datetime(as_dt, utc=True))
+    reasons.add(is_str & parsed.isna(), f"invalid_timestamp:{name}")
+    return parsed.astype("datetime64[us, UTC]")
+
+
+def _require(reasons: _Reasons, raw: dict[str, pd.Series], names: tuple[str, ...]) -> None:
+    for name in names:
+        reasons.add(_is_null(raw[name]), f"missing_field:{name}")
+
+
+def _check_number(
+    reasons: _Reasons, values: pd.Series, name: str, required: pd.Series | None = None
+) -> pd.Series:
+    """Validate a numeric field; returns float64 with NaN where absent."""
+    null = _is_null(values)
+    if required is not None:
+        reasons.add(required & null, f"missing_field:{name}")
+    number = _is_number(values)
+    reasons.add(~null & ~number, f"wrong_type:{name}")
+    as_float = _as_float(values, number)
+    reasons.add(number & ~np.isfinite(as_float.fillna(0.0)), f"non_finite:{name}")
+    return as_float
+
+
+def _day_bounds(day: date) -> tuple[pd.Timestamp, pd.Timestamp]:
+    start = pd.Timestamp(datetime(day.year, day.month, day.day, tzinfo=timezone.utc))
+    return start, start + pd.Timedelta(days=1)
+
+
+# ---------------------------------------------------------------- normalizing
+
+
+@dataclass
+class Normalized:
+    """A chunk split into candidate rows and quarantined rows."""
+
+    rows: pd.DataFrame
+    quarantined: pd.DataFrame
+    outside_interval: int = 0
+
+
+def _quarantine_frame(chunk: RawChunk, kind: str, bad: np.ndarray, reasons: pd.Series) -> pd.DataFrame:
+    idx = np.flatnonzero(bad)
+    return pd.DataFrame(
+        {
+            "kind": kind,
+            "source_file": chunk.source_file,
+            "line_number": chunk.line_numbers[idx],
+            "reason": reasons.to_numpy()[idx],
+            "raw": chunk.raw_text(idx) if len(idx) else [],
+        }
+    )
+
+
+def _missing_feature_names(chunk: RawChunk, model: ModelConfig, is_error: np.ndarray) -> np.ndarray:
+    """Comma-separated configured features absent per row (None when all present).
+
+    An error record may log `features: {}`; its absent features are not schema drift.
+    """
+    names = [f.name for f in model.features]
+    missing = np.column_stack([_is_missing(chunk.features[n]).to_numpy(dtype=bool) for n in names])
+    missing &= ~is_error[:, None]
+    result = np.full(len(chunk), None, dtype=object)
+    for row in np.flatnonzero(missing.any(axis=1)):
+        result[row] = ",".join(n for n, absent in zip(names, missing[row]) if absent)
+    return result
+
+
+def normalize_predictions(
+    chunk: RawChunk, model: ModelConfig, day: date, start: datetime, end: datetime
+) -> Normalized:
+    """Apply the contract's rules to one chunk of prediction records from partition `day`."""
+    raw = chunk.fields
+    reasons = _Reasons(chunk.reasons)
+    _require(reasons, raw, ("request_id", "timestamp", "model_name", "model_version", "latency_ms", "status"))
+    reasons.add(_is_missing(raw["features"]), "missing_field:features")
+    for name in ("request_id", "model_name", "model_version", "status"):
+        reasons.add(~_is_null(raw[name]) & (_types(raw[name]) != str), f"wrong_type:{name}")
+    timestamp = _parse_timestamp(raw["timestamp"], reasons, "timestamp")
+    status = raw["status"]
+    reasons.add(~_is_null(status) & ~status.isin(["ok", "error"]), "invalid_status")
+    is_ok = status.eq("ok")
+    is_error = status.eq("error")
+
+    prediction = raw["prediction"]
+    reasons.add(is_ok & _is_null(prediction), "missing_field:prediction")
+    if model.task == "regression":
+        prediction_value = _check_number(reasons, prediction, "prediction")
+    else:
+        reasons.add(
+            ~_is_null(prediction) & ~(_is_number(prediction) | (_types(prediction) == str)),
+            "wrong_type:prediction",
+        )
+        prediction_value = _as_float(prediction, _is_number(prediction))
+        reasons.add(_is_number(prediction) & ~np.isfinite(prediction_value.fillna(0.0)), "non_finite:prediction")
+    score = _check_number(
+        reasons, raw["score"], "score", required=is_ok if model.task == "binary_classification" else None
+    )
+    reasons.add((score < 0) | (score > 1), "score_out_of_range")
+    latency = _check_number(reasons, raw["latency_ms"], "latency_ms")
+    reasons.add(latency < 0, "negative_latency")
+    error = raw["error"]
+    reasons.add(is_error & _is_null(error), "missing_field:error")
+    reasons.add(~_is_null(error) & (_types(error) != str), "wrong_type:error")
+
+    features: dict[str, pd.Series] = {}
+    for feature in model.features:
+        values = chunk.features[feature.name]
+        null = _is_null(values)
+        column = batch.feature_column(feature.name)
+        if feature.type == "numeric":
+            features[column] = _check_number(reasons, values, f"features.{feature.name}")
+        elif feature.type == "boolean":
+            reasons.add(~null & (_types(values) != bool), f"wrong_type:features.{feature.name}")
+            features[column] = values.where(~null, None).astype("boolean")
+        else:
+            reasons.add(
+                ~null & ~_types(values).isin([str, int, float]), f"wrong_type:features.{feature.name}"
+            )
+            features[column] = canonical_text(values)
+    missing_names = _missing_feature_names(chunk, model, is_error.to_numpy(dtype=bool))
+
+    context: dict[str, pd.Series] = {}
+    for key in batch.context_keys(model):
+        values = chunk.context[key]
+        reasons.add(~_is_null(values) & (_types(values) != str), f"wrong_type:context.{key}")
+        context[batch.context_column(key)] = values.where(~_is_null(values), None)
+
+    reasons.add(~_is_null(raw["model_name"]) & raw["model_name"].ne(model.name), "model_name_mismatch")
+    day_start, day_end = _day_bounds(day)
+    reasons.add(timestamp.notna() & ((timestamp < day_start) | (timestamp >= day_end)), "timestamp_outside_partition")
+
+    ok = reasons.ok.to_numpy()
+    in_interval = ((timestamp >= pd.Timestamp(start)) & (timestamp < pd.Timestamp(end))).to_numpy()
+    # A bad record belongs to the run whose interval holds its time, else the partition's start.
+    owner_time = timestamp.where(~reasons.ok & timestamp.between(day_start, day_end, inclusive="left"), day_start)
+    owned = ((owner_time >= pd.Timestamp(start)) & (owner_time < pd.Timestamp(end))).to_numpy()
+
+    keep = ok & in_interval
+    frame = pd.DataFrame(
+        {
+            "request_id": raw["request_id"],
+            "timestamp": timestamp,
+            "model_name": raw["model_name"],
+            "model_version": raw["model_version"],
+            "status": status,
+            "error": error.where(~_is_null(error), None),
+            "prediction": canonical_text(prediction),
+            "prediction_value": prediction_value,
+            "score": score,
+            "latency_ms": latency,
+            "extra_features": chunk.extra_features,
+            "missing_features": missing_names,
+            "source_file": chunk.source_file,
+            "line_number": chunk.line_numbers,
+            **features,
+            **context,
+        }
+    )
+    return Normalized(
+        rows=frame[keep].reset_index(drop=True),
+        quarantined=_quarantine_frame(chunk, "predictions", ~ok & owned, reasons.values),
+        outside_interval=int((ok & ~in_interval).sum()),
+    )
+
+
+def normalize_feedback(
+    chunk: RawChunk, day: date, start: datetime, end: datetime, known_before: datetime
+) -> Normalized:
+    """Apply the contract's rules to feedback records from partition `day`.
+
+    Labels whose `label_timestamp` is at or after `known_before` are not known yet
+    as of the interval's end and are left out (counted as outside the interval).
+    Bad records are quarantined only by the run whose interval holds the partition.
+    """
+    raw = chunk.fields
+    reasons = _Reasons(chunk.reasons)
+    _require(reasons, raw, FEEDBACK_FIELDS)
+    reasons.add(~_is_null(raw["request_id"]) & (_types(raw["request_id"]) != str), "wrong_type:request_id")
+    label = raw["label"]
+    reasons.add(~_is_null(label) & ~(_is_number(label) | (_types(label) == str)), "wrong_type:label")
+    label_value = _as_float(label, _is_number(label))
+    reasons.add(_is_number(label) & ~np.isfinite(label_value.fillna(0.0)), "non_finite:label")
+    label_timestamp = _parse_timestamp(raw["label_timestamp"], reasons, "label_timestamp")
+    day_start, day_end = _day_bounds(day)
+    reasons.add(
+        label_timestamp.notna() & ((label_timestamp < day_start) | (label_timestamp >= day_end)),
+        "timestamp_outside_partition",
+    )
+    ok = reasons.ok.to_numpy()
+    known = (label_timestamp < pd.Timestamp(known_before)).to_numpy()
+    owned = pd.Timestamp(start) <= day_start < pd.Timestamp(end)
+    frame = pd.DataFrame(
+        {
+            "request_id": raw["request_id"],
+            "label": canonical_text(label),
+            "label_value": label_value,
+            "label_timestamp": label_timestamp,
+            "source_file": chunk.source_file,
+            "line_number": chunk.line_numbers,
+        }
+    )
+    return Normalized(
+        rows=frame[ok & known].reset_index(drop=True),
+        quarantined=_quarantine_frame(chunk, "feedback", ~ok & owned, reasons.values),
+        outside_interval=int((ok & ~known).sum()),
+    )
+
+
+# ---------------------------------------------------------------- partition reads
+
+
+@dataclass
+class ReadStats:
+    """What a read saw; every record is in exactly one of the counted outcomes."""
+
+    records_read: int = 0
+    rows_kept: int = 0
+    rows_quarantined: int = 0
+    outside_interval: int = 0
+    files_read: list[str] = field(default_factory=list)
+    ignored_files: list[str] = field(default_factory=list)
+    damaged_files: list[FileDamage] = field(default_factory=list)
+    missing_partitions: list[str] = field(default_factory=list)
+    empty_partitions: list[str] = field(default_factory=list)
+
+
+def iter_partition_chunks(
+    model: ModelConfig, kind: str, days: list[date], stats: ReadStats
+) -> Iterator[tuple[date, RawChunk]]:
+    """Stream every chunk of every file in the given partitions of one kind."""
+    fields = PREDICTION_FIELDS if kind == "predictions" else FEEDBACK_FIELDS
+    feature_names = [f.name for f in model.features] if kind == "predictions" else []
+    context_names = batch.context_keys(model) if kind == "predictions" else []
+    for day in days:
+        partition = list_partition(model.log_url, model.name, kind, day)
+        if not partition.exists:
+            stats.missing_partitions.append(partition.url)
+            continue
+        stats.ignored_files.extend(partition.ignored)
+        records_before = stats.records_read
+        for path in partition.files:
+            for chunk in iter_raw_chunks(path, fields, feature_names, context_names, stats.damaged_files):
+                stats.records_read += len(chunk)
+                yield day, chunk
+            stats.files_read.append(path)
+            log.info("read %s (%d records so far)", path, stats.records_read)
+        if stats.records_read == records_before:
+            stats.empty_partitions.append(partition.url)
