@@ -1,0 +1,81 @@
+"""
+### Monitor a deployed model: `monitor_<model>`
+
+One DAG per model in the models file (`MODELWATCH_CONFIG`). Each run covers one
+data interval `[data_interval_start, data_interval_end)` of the model's schedule:
+
+1. **wait_for_logs**: waits until every prediction partition of the interval
+   has arrived; past `log_wait_minutes` it fails naming the missing path.
+2. **extract**: reads the interval's predictions and feedback as the log
+   contract says, quarantines bad records with reasons, and stages the batch
+   under the staging root. XCom carries only the folder and counts.
+3. **validate**: Great Expectations suite built from the model's config; a
+   critical failure marks the interval so no model decision is taken on it.
+4. **measure**: model-quality metrics (this interval and the earlier ones whose
+   labels are still maturing), system KPIs, drift against the reference.
+5. **load**: one warehouse transaction per run; re-runs replace, never duplicate.
+
+Manual runs and backfills from the UI cover whole intervals. Runbook and
+warehouse tables: `docs/`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Param, PokeReturnValue, dag, task
+
+from modelwatch.config import ModelConfig, load_config
+
+IO_RETRIES = {"retries": 3, "retry_delay": timedelta(minutes=2), "retry_exponential_backoff": True}
+
+
+def build_monitor_dag(model: ModelConfig):
+    """The `monitor_<model>` DAG for one configured model."""
+    from airflow.sdk import CronDataIntervalTimetable
+
+    @dag(
+        dag_id=f"monitor_{model.name}",
+        schedule=CronDataIntervalTimetable(model.cron, timezone="UTC"),
+        start_date=pendulum.parse(model.start_date, tz="UTC"),
+        catchup=False,
+        max_active_runs=4,
+        doc_md=__doc__,
+        tags=["modelwatch", "monitoring", model.task, model.name],
+        default_args={"owner": model.owner, "retries": 1, "retry_delay": timedelta(minutes=1)},
+        params={
+            "wait_for_logs": Param(
+                True, type="boolean", description="Wait for missing partitions (off: fail at once)"
+            ),
+        },
+    )
+    def monitor():
+        @task.sensor(poke_interval=300, timeout=int(model.log_wait_minutes * 60) + 3600, mode="reschedule")
+        def wait_for_logs(data_interval_start=None, data_interval_end=None, params=None):
+            from modelwatch import pipeline
+
+            missing = pipeline.missing_partitions(model.name, data_interval_start, data_interval_end)
+            if not missing:
+                return PokeReturnValue(is_done=True)
+            deadline = data_interval_end + timedelta(minutes=model.log_wait_minutes)
+            if not params["wait_for_logs"] or pendulum.now("UTC") >= deadline:
+                raise FileNotFoundError(
+                    f"prediction logs never arrived for {model.name} "
+                    f"{data_interval_start}..{data_interval_end}: missing {', '.join(missing)}"
+                )
+            return PokeReturnValue(is_done=False)
+
+        @task(**IO_RETRIES)
+        def extract(data_interval_start=None, data_interval_end=None) -> dict:
+            from modelwatch import pipeline
+
+            return pipeline.extract(model.name, data_interval_start, data_interval_end)
+
+        wait_for_logs() >> extract()
+
+    return monitor()
+
+
+for _model in load_config().models:
+    globals()[f"monitor_{_model.name}"] = build_monitor_dag(_model)
