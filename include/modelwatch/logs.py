@@ -140,8 +140,8 @@ def _iter_jsonl_lines(fs, path: str, damage: list[FileDamage]) -> Iterator[tuple
         with fs.open(path, "rb") as handle:
             stream = opener(handle, "rb") if opener else handle
             for number, line in enumerate(stream, start=1):
-                text = line.decode("utf-8", errors="replace").strip()
-                if text:
+                text = line.decode("utf-8", errors="replace").rstrip("\r\n")
+                if text.strip():
                     yield number, text
     except (EOFError, OSError, zlib.error) as exc:
         damage.append(FileDamage(path, f"unreadable after line {number}: {exc}"))
@@ -425,7 +425,7 @@ def _check_number(
     number = _is_number(values)
     reasons.add(~null & ~number, f"wrong_type:{name}")
     as_float = _as_float(values, number)
-    reasons.add(number & ~np.isfinite(as_float.fillna(0.0)), f"non_finite:{name}")
+    reasons.add(number & ~np.isfinite(as_float), f"non_finite:{name}")
     return as_float
 
 
@@ -499,7 +499,7 @@ def normalize_predictions(
             "wrong_type:prediction",
         )
         prediction_value = _as_float(prediction, _is_number(prediction))
-        reasons.add(_is_number(prediction) & ~np.isfinite(prediction_value.fillna(0.0)), "non_finite:prediction")
+        reasons.add(_is_number(prediction) & ~np.isfinite(prediction_value), "non_finite:prediction")
     score = _check_number(
         reasons, raw["score"], "score", required=is_ok if model.task == "binary_classification" else None
     )
@@ -518,8 +518,9 @@ def normalize_predictions(
         if feature.type == "numeric":
             features[column] = _check_number(reasons, values, f"features.{feature.name}")
         elif feature.type == "boolean":
-            reasons.add(~null & (_types(values) != bool), f"wrong_type:features.{feature.name}")
-            features[column] = values.where(~null, None).astype("boolean")
+            is_bool = _types(values) == bool
+            reasons.add(~null & ~is_bool, f"wrong_type:features.{feature.name}")
+            features[column] = values.where(is_bool, None).astype("boolean")
         else:
             reasons.add(
                 ~null & ~_types(values).isin([str, int, float]), f"wrong_type:features.{feature.name}"
@@ -587,7 +588,7 @@ def normalize_feedback(
     label = raw["label"]
     reasons.add(~_is_null(label) & ~(_is_number(label) | (_types(label) == str)), "wrong_type:label")
     label_value = _as_float(label, _is_number(label))
-    reasons.add(_is_number(label) & ~np.isfinite(label_value.fillna(0.0)), "non_finite:label")
+    reasons.add(_is_number(label) & ~np.isfinite(label_value), "non_finite:label")
     label_timestamp = _parse_timestamp(raw["label_timestamp"], reasons, "label_timestamp")
     day_start, day_end = _day_bounds(day)
     reasons.add(
