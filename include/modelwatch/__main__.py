@@ -1,0 +1,5 @@
+import sys
+
+from modelwatch.cli import main
+
+sys.exit(main())

@@ -1,0 +1,80 @@
+"""`python -m modelwatch …`: simulate production, run intervals, set up the warehouse."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from datetime import date, datetime, timedelta, timezone
+
+from modelwatch.config import ConfigError
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date as YYYY-MM-DD (got {text!r})") from None
+
+
+def _run_extract(args: argparse.Namespace) -> int:
+    from modelwatch import pipeline
+
+    start = datetime.combine(args.day, datetime.min.time(), tzinfo=timezone.utc)
+    manifest = pipeline.extract(args.model, start, start + timedelta(days=1))
+    print(json.dumps(manifest, indent=2))
+    return 0
+
+
+def _run_simulate(args: argparse.Namespace) -> int:
+    from modelwatch import simulator
+
+    return simulator.run(args)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from modelwatch import demo
+
+    return demo.run(days=args.days, requests_per_day=args.requests_per_day, seed=args.seed)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="modelwatch", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    from modelwatch import simulator
+
+    simulate = commands.add_parser("simulate", help="write simulated production logs and register models")
+    simulator.add_arguments(simulate)
+    simulate.set_defaults(handler=_run_simulate)
+
+    stage = commands.add_parser("extract", help="stage one day of a model's logs and print the manifest")
+    stage.add_argument("model", help="model name from the models file")
+    stage.add_argument("day", type=_day, help="UTC day, YYYY-MM-DD")
+    stage.set_defaults(handler=_run_extract)
+
+    demo = commands.add_parser("demo", help="simulate, run every monitor DAG over the days, report")
+    demo.add_argument("--days", type=int, default=14)
+    demo.add_argument("--requests-per-day", type=int, default=20_000)
+    demo.add_argument("--seed", type=int, default=7)
+    demo.set_defaults(handler=_run_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return args.handler(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

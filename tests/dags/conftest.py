@@ -1,0 +1,44 @@
+"""Airflow for DAG tests: a project-local home with a migrated metadata database."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROJECT = Path(__file__).resolve().parents[2]
+DAGS = PROJECT / "dags"
+
+os.environ.setdefault("AIRFLOW_HOME", str(PROJECT / ".airflow"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(DAGS)
+
+
+def _migrate_once() -> None:
+    home = Path(os.environ["AIRFLOW_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / ".migrate.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (home / "airflow.db").exists():
+            airflow = Path(sys.executable).with_name("airflow")
+            subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True)
+
+
+_migrate_once()
+
+
+@pytest.fixture
+def dagbag_for(monkeypatch):
+    """Parse the dags folder against a given models file."""
+
+    def parse(config_path: Path):
+        monkeypatch.setenv("MODELWATCH_CONFIG", str(config_path))
+        from airflow.dag_processing.dagbag import DagBag
+
+        return DagBag(dag_folder=str(DAGS))
+
+    return parse

@@ -1,0 +1,76 @@
+"""Every DAG parses, carries its docs, tags and retries, and the folder stays light."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from modelwatch import settings
+
+pytestmark = pytest.mark.xdist_group("airflow")
+
+HEAVY_MODULES = ["pandas", "pyarrow", "sklearn", "great_expectations", "mlflow", "scipy"]
+IO_TASKS = {"extract", "load"}
+
+
+@pytest.fixture
+def shipped(dagbag_for):
+    return dagbag_for(settings.SHIPPED_CONFIG)
+
+
+def test_no_import_errors_and_one_dag_per_model(shipped):
+    assert shipped.import_errors == {}
+    names = [m["name"] for m in yaml.safe_load(settings.SHIPPED_CONFIG.read_text())["models"]]
+    assert sorted(shipped.dag_ids) == sorted(f"monitor_{n}" for n in names)
+
+
+def test_every_dag_has_docs_tags_retries_and_whole_intervals(shipped):
+    from airflow.sdk import CronDataIntervalTimetable
+
+    for dag in shipped.dags.values():
+        assert dag.doc_md and "monitor_<model>" in dag.doc_md
+        assert "modelwatch" in dag.tags
+        assert dag.catchup is False
+        assert isinstance(dag.timetable, CronDataIntervalTimetable)
+        for task in dag.tasks:
+            assert task.retries >= 1, f"{dag.dag_id}.{task.task_id} has no retries"
+            if task.task_id in IO_TASKS:
+                assert task.retries >= 3 and task.retry_exponential_backoff
+
+
+def test_a_bad_models_file_is_an_import_error_naming_model_and_field(dagbag_for, tmp_path):
+    broken = yaml.safe_load(settings.SHIPPED_CONFIG.read_text())
+    broken["models"][1]["features"][0]["min"] = "lots"
+    path = tmp_path / "models.yaml"
+    path.write_text(yaml.safe_dump(broken))
+    bag = dagbag_for(path)
+    (message,) = bag.import_errors.values()
+    assert "models[delivery_time].features[0].min" in message
+
+
+def test_dags_folder_parses_without_heavy_imports_within_two_seconds():
+    """Parse in a fresh interpreter, as the DAG processor does, and report what it loaded."""
+    probe = f"""
+import json, sys, time
+import airflow.sdk
+from airflow.dag_processing.dagbag import DagBag
+before = set(sys.modules)
+start = time.perf_counter()
+bag = DagBag(dag_folder={str(settings.PROJECT_ROOT / 'dags')!r})
+seconds = time.perf_counter() - start
+loaded = sorted({{m.split('.')[0] for m in set(sys.modules) - before}})
+print(json.dumps({{"seconds": seconds, "loaded": loaded, "errors": list(bag.import_errors)}}))
+"""
+    env = {"MODELWATCH_CONFIG": str(settings.SHIPPED_CONFIG)}
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, env={**os.environ, **env}
+    )
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["errors"] == []
+    assert not set(HEAVY_MODULES) & set(report["loaded"]), report["loaded"]
+    assert report["seconds"] < 2.0, report
