@@ -255,12 +255,11 @@ def _struct_columns(
     extra = pd.Series([None] * rows, dtype=object)
     extras = sorted(present - set(names))
     if keep_extra and extras:
+        # A struct holds every field on every row; a row's extras are its non-null ones.
         parts = {n: column.field(n).to_pylist() for n in extras}
+        present_extras = [{n: parts[n][i] for n in extras if parts[n][i] is not None} for i in range(rows)]
         extra = pd.Series(
-            [
-                json.dumps({n: parts[n][i] for n in extras}, sort_keys=True, default=str)
-                for i in range(rows)
-            ],
+            [json.dumps(e, sort_keys=True, default=str) if e else None for e in present_extras],
             dtype=object,
         )
     return columns, extra
