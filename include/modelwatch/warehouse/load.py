@@ -1,0 +1,569 @@
+"""Writing one monitoring run into the warehouse, and reading back what runs need.
+
+`load_run` writes everything a run produced in one transaction: the run's row
+in `monitoring_runs`, its metrics, drift, profiles, data-quality results and
+quarantined records. Loading the same bundle again leaves the same contents;
+two loads of the same model never interleave.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Connection,
+    Double,
+    Engine,
+    Executable,
+    Integer,
+    Table,
+    delete,
+    select,
+    text,
+    tuple_,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
+
+from modelwatch.warehouse import schema
+from modelwatch.warehouse.engine import locked_transaction
+from modelwatch.warehouse.schema import UtcDateTime
+
+log = logging.getLogger(__name__)
+
+FRAME_TABLES = (
+    "model_metrics",
+    "feature_drift",
+    "feature_profiles",
+    "data_quality_results",
+    "quarantined_records",
+)
+"""Tables a bundle carries as DataFrames, in the order they are written."""
+
+INTERVAL_TABLES = FRAME_TABLES[1:]
+"""Tables whose rows for the run's interval are replaced as a whole."""
+
+RUN_KEYS = ("model_name", "interval_start", "interval_end", "run_id")
+JSON_LIST_COLUMNS = ("damaged_files", "missing_partitions")
+LOAD_ATTEMPTS = 5
+RETRY_DELAY_S = 0.2
+INSERT_CHUNK_ROWS = 5_000
+DELETE_CHUNK_KEYS = 500
+
+_TRANSIENT_SQLSTATES = {"23505", "40001", "40P01"}  # unique violation, serialization, deadlock
+_TRANSIENT_SQLITE_MESSAGES = ("unique constraint failed", "database is locked")
+
+
+class LoadError(RuntimeError):
+    """The warehouse refused a run's rows; nothing of the run was written."""
+
+
+@dataclass
+class RunBundle:
+    """Everything one monitoring run writes to the warehouse.
+
+    Parameters
+    ----------
+    model_name, interval_start, interval_end, run_id:
+        The run: a model and its data interval `[interval_start, interval_end)`
+        (timezone-aware), and the Airflow run id.
+    run:
+        Further `monitoring_runs` columns (`status` defaults to 'success';
+        `damaged_files` and `missing_partitions` may be lists).
+    model_metrics:
+        Metric rows. They may cover earlier intervals (quality metrics
+        recomputed as late labels arrive); each row replaces the row with the
+        same key and no other row.
+    feature_drift, feature_profiles, data_quality_results, quarantined_records:
+        Rows of the run's own interval; they replace all rows of that interval.
+
+    A frame may leave out `model_name`, `interval_start` and `interval_end`
+    (taken from the bundle) and any nullable column. None and empty frames
+    write nothing (and still clear the interval's rows in the interval tables).
+    """
+
+    model_name: str
+    interval_start: datetime
+    interval_end: datetime
+    run_id: str
+    run: dict[str, Any] = field(default_factory=dict)
+    model_metrics: pd.DataFrame | None = None
+    feature_drift: pd.DataFrame | None = None
+    feature_profiles: pd.DataFrame | None = None
+    data_quality_results: pd.DataFrame | None = None
+    quarantined_records: pd.DataFrame | None = None
+
+    def describe(self) -> str:
+        """`model [start, end) run run_id`, for messages."""
+        return (
+            f"{self.model_name} [{self.interval_start.isoformat()}, "
+            f"{self.interval_end.isoformat()}) run {self.run_id}"
+        )
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """Rows ready for one table: column names and tuples of plain Python values."""
+
+    table: Table
+    columns: tuple[str, ...]
+    rows: list[tuple[Any, ...]]
+
+
+def load_run(engine: Engine, bundle: RunBundle) -> dict[str, int]:
+    """Write a run's results in one transaction, replacing any earlier load of them.
+
+    The rows are checked and converted first (a bad frame raises `ValueError`
+    naming the table and column, before the database is touched). The write
+    then holds the model's load lock; if it still meets a conflict, a
+    serialization failure or a deadlock it is retried from the start, up to
+    `LOAD_ATTEMPTS` times.
+
+    Returns
+    -------
+    Rows written per table (`monitoring_runs` is always 1).
+
+    Raises
+    ------
+    LoadError
+        The database rejected the rows (e.g. a NOT NULL violation); nothing of
+        the run was written.
+    """
+    _check_bundle(bundle)
+    run_row = _run_row(bundle)
+    frames = {name: _prepare(bundle, name) for name in FRAME_TABLES}
+    for attempt in range(1, LOAD_ATTEMPTS + 1):
+        try:
+            with locked_transaction(engine, f"load:{bundle.model_name}") as connection:
+                _write(connection, bundle, run_row, frames)
+            break
+        except DBAPIError as exc:
+            if attempt == LOAD_ATTEMPTS or not _is_transient(exc):
+                raise LoadError(
+                    f"could not load {bundle.describe()} (attempt {attempt}): {exc.orig}"
+                ) from exc
+            log.warning("load of %s failed (%s); retrying", bundle.describe(), exc.orig)
+            time.sleep(RETRY_DELAY_S * attempt)
+    counts = {"monitoring_runs": 1} | {name: len(frames[name].rows) for name in FRAME_TABLES}
+    log.info("loaded %s: %s", bundle.describe(), counts)
+    return counts
+
+
+def mark_run_started(
+    engine: Engine, model_name: str, start: datetime, end: datetime, run_id: str
+) -> None:
+    """Record that a run of `model_name` over `[start, end)` began (status 'running').
+
+    Creates the `monitoring_runs` row or resets an existing one's run id,
+    status, start and finish times; its counts stay until the run loads.
+    """
+    _check_bundle(RunBundle(model_name, start, end, run_id))
+    row = {
+        "model_name": model_name,
+        "interval_start": start,
+        "interval_end": end,
+        "run_id": run_id,
+        "status": "running",
+        "started_at": datetime.now(UTC),
+        "finished_at": None,
+        "failure_reason": None,
+    }
+    with engine.begin() as connection:
+        _upsert(connection, schema.monitoring_runs, row)
+
+
+def mark_run_failed(
+    engine: Engine, model_name: str, start: datetime, end: datetime, run_id: str, reason: str
+) -> None:
+    """Record that a run of `model_name` over `[start, end)` failed before loading, and why."""
+    _check_bundle(RunBundle(model_name, start, end, run_id))
+    row = {
+        "model_name": model_name,
+        "interval_start": start,
+        "interval_end": end,
+        "run_id": run_id,
+        "status": "failed",
+        "failure_reason": reason[:4000],
+        "finished_at": datetime.now(UTC),
+    }
+    with engine.begin() as connection:
+        _upsert(connection, schema.monitoring_runs, row)
+
+
+def read_frame(
+    engine: Engine, sql: str | Executable, params: dict[str, Any] | None = None
+) -> pd.DataFrame:
+    """Run a query and return its rows as a DataFrame (columns as the query names them).
+
+    `sql` is SQL text with `:name` parameters, or an SQLAlchemy statement.
+    Timestamps come back as aware UTC values when the statement selects typed
+    table columns; plain SQL text on SQLite returns them as text.
+    """
+    statement = text(sql) if isinstance(sql, str) else sql
+    with engine.connect() as connection:
+        result = connection.execute(statement, params or {})
+        return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+
+
+def previous_profiles(engine: Engine, model_name: str, before: datetime, n: int) -> pd.DataFrame:
+    """Feature profiles of the `n` latest intervals before `before`, for a drift reference.
+
+    Only intervals whose run succeeded count: a halted or failed run's data is
+    no reference. Rows are ordered by interval and feature.
+    """
+    if n < 1:
+        raise ValueError(f"expected n >= 1 intervals (got {n})")
+    profiles, runs = schema.feature_profiles, schema.monitoring_runs
+    latest = (
+        select(runs.c.interval_start)
+        .where(
+            runs.c.model_name == model_name,
+            runs.c.interval_start < before,
+            runs.c.status == "success",
+            select(profiles.c.feature)
+            .where(
+                profiles.c.model_name == runs.c.model_name,
+                profiles.c.interval_start == runs.c.interval_start,
+            )
+            .exists(),
+        )
+        .order_by(runs.c.interval_start.desc())
+        .limit(n)
+    )
+    statement = (
+        select(profiles)
+        .where(profiles.c.model_name == model_name, profiles.c.interval_start.in_(latest))
+        .order_by(profiles.c.interval_start, profiles.c.feature)
+    )
+    return read_frame(engine, statement)
+
+
+def recent_volumes(engine: Engine, model_name: str, before: datetime, n: int) -> list[int]:
+    """`rows_read` of the `n` latest successful runs before `before`, oldest first."""
+    if n < 1:
+        raise ValueError(f"expected n >= 1 intervals (got {n})")
+    runs = schema.monitoring_runs
+    statement = (
+        select(runs.c.rows_read)
+        .where(
+            runs.c.model_name == model_name,
+            runs.c.interval_start < before,
+            runs.c.status == "success",
+            runs.c.rows_read.is_not(None),
+        )
+        .order_by(runs.c.interval_start.desc())
+        .limit(n)
+    )
+    with engine.connect() as connection:
+        volumes = connection.execute(statement).scalars().all()
+    return [int(volume) for volume in reversed(volumes)]
+
+
+def _check_bundle(bundle: RunBundle) -> None:
+    """Refuse a bundle whose identifying fields are missing or inconsistent."""
+    for name in ("model_name", "run_id"):
+        value = getattr(bundle, name)
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"RunBundle.{name}: expected a non-empty string (got {value!r})")
+    for name in ("interval_start", "interval_end"):
+        value = getattr(bundle, name)
+        if not isinstance(value, datetime) or value.utcoffset() is None:
+            raise ValueError(
+                f"RunBundle.{name}: expected a timezone-aware datetime (got {value!r})"
+            )
+    if bundle.interval_end <= bundle.interval_start:
+        raise ValueError(
+            f"RunBundle interval is empty: end {bundle.interval_end.isoformat()} is not after "
+            f"start {bundle.interval_start.isoformat()}"
+        )
+
+
+def _run_row(bundle: RunBundle) -> dict[str, Any]:
+    """The bundle's `monitoring_runs` row, with defaults filled and values checked."""
+    table = schema.monitoring_runs
+    misplaced = sorted(set(bundle.run) & set(RUN_KEYS))
+    if misplaced:
+        raise ValueError(f"RunBundle.run: {misplaced} are set on the bundle itself, not in run")
+    unknown = sorted(set(bundle.run) - set(table.c.keys()))
+    if unknown:
+        raise ValueError(
+            f"RunBundle.run: unknown monitoring_runs columns {unknown}; "
+            f"expected some of {sorted(set(table.c.keys()) - set(RUN_KEYS))}"
+        )
+    row: dict[str, Any] = {"status": "success"} | {
+        name: _plain(value) for name, value in bundle.run.items()
+    }
+    row |= {name: getattr(bundle, name) for name in RUN_KEYS}
+    if row["status"] not in schema.RUN_STATUSES:
+        raise ValueError(
+            f"RunBundle.run['status']: expected one of {list(schema.RUN_STATUSES)} "
+            f"(got {row['status']!r})"
+        )
+    for name in JSON_LIST_COLUMNS:
+        if isinstance(row.get(name), list | tuple):
+            row[name] = json.dumps(list(row[name]), default=_json_default)
+    if row["status"] != "running":
+        row.setdefault("finished_at", datetime.now(UTC))
+    row.setdefault("failure_reason", None)
+    return row
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the equivalent Python value; anything else unchanged."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _prepare(bundle: RunBundle, name: str) -> _Rows:
+    """Check one of the bundle's frames and convert it to rows of plain Python values."""
+    table = schema.metadata.tables[name]
+    frame = getattr(bundle, name)
+    if frame is None:
+        return _Rows(table, (), [])
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(
+            f"RunBundle.{name}: expected a pandas DataFrame (got {type(frame).__name__})"
+        )
+    if frame.empty:
+        return _Rows(table, (), [])
+    unknown = [column for column in frame.columns if column not in table.c]
+    if unknown:
+        raise ValueError(
+            f"{name}: unknown columns {unknown}; expected some of {list(table.c.keys())}"
+        )
+    values = {column: _convert(frame[column], table.c[column], name) for column in frame.columns}
+    identity = {
+        "model_name": bundle.model_name,
+        "interval_start": bundle.interval_start,
+        "interval_end": bundle.interval_end,
+    }
+    for column, value in identity.items():
+        values.setdefault(column, [value] * len(frame))
+    _check_identity(name, values, identity)
+    _check_vocabulary(name, values)
+    columns = tuple(values)
+    rows = list(zip(*values.values(), strict=True))
+    _check_unique(table, columns, rows)
+    return _Rows(table, columns, rows)
+
+
+def _convert(series: pd.Series, column: Column[Any], table_name: str) -> list[Any]:
+    """Values of `series` as plain Python values fit for `column`; missing values as None."""
+    try:
+        if isinstance(column.type, UtcDateTime):
+            return _timestamps(series)
+        if isinstance(column.type, Boolean):
+            return pd.array(series, dtype="boolean").to_numpy(dtype=object, na_value=None).tolist()
+        if isinstance(column.type, Integer):
+            return pd.array(series, dtype="Int64").to_numpy(dtype=object, na_value=None).tolist()
+        if isinstance(column.type, Double):
+            return pd.array(series, dtype="Float64").to_numpy(dtype=object, na_value=None).tolist()
+        return [_text(value) for value in series.to_numpy(dtype=object)]
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{table_name}.{column.name}: {exc}") from None
+
+
+def _timestamps(series: pd.Series) -> list[datetime | None]:
+    """Timezone-aware timestamps as UTC datetimes; naive ones are refused."""
+    if isinstance(series.dtype, pd.DatetimeTZDtype):
+        values = series.dt.tz_convert(UTC)
+    elif series.dtype == object and all(
+        isinstance(value, datetime) and value.utcoffset() is not None for value in series.dropna()
+    ):
+        values = pd.to_datetime(series, utc=True)
+    else:
+        raise ValueError(f"expected timezone-aware timestamps (got dtype {series.dtype})")
+    return [None if pd.isna(value) else value.to_pydatetime() for value in values]
+
+
+def _text(value: Any) -> str | None:
+    """A text cell: strings as is, lists and mappings as JSON, missing as None."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict | list | tuple | np.ndarray):
+        return json.dumps(value, default=_json_default)
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, float | np.floating) and math.isnan(value):
+        return None
+    return json.dumps(value, default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    """JSON fallback for numpy values and timestamps."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def _check_identity(name: str, values: dict[str, list[Any]], identity: dict[str, Any]) -> None:
+    """Rows must belong to the bundle's model and, except metrics, to its interval."""
+    checked = ("model_name",) if name == "model_metrics" else tuple(identity)
+    for column in checked:
+        strangers = {value for value in values[column] if value != identity[column]}
+        if strangers:
+            shown = sorted(str(value) for value in strangers)[:3]
+            raise ValueError(
+                f"{name}.{column}: every row must have the bundle's {column} "
+                f"{identity[column]!s} (found {shown})"
+            )
+    if name == "model_metrics":
+        for column in ("interval_start", "interval_end"):
+            if any(value is None for value in values[column]):
+                raise ValueError(f"model_metrics.{column}: missing in some rows")
+
+
+def _check_vocabulary(name: str, values: dict[str, list[Any]]) -> None:
+    """Columns with a fixed vocabulary may only hold its words (or NULL)."""
+    for (table_name, column), allowed in schema.ALLOWED_VALUES.items():
+        if table_name != name or column not in values:
+            continue
+        wrong = {value for value in values[column] if value is not None and value not in allowed}
+        if wrong:
+            raise ValueError(
+                f"{name}.{column}: expected one of {list(allowed)} (got {sorted(wrong)[:5]})"
+            )
+
+
+def _check_unique(table: Table, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+    """A frame must not repeat a key: the database would refuse the whole run."""
+    key = [columns.index(name) for name in schema.key_columns(table)]
+    seen: set[tuple[Any, ...]] = set()
+    for row in rows:
+        values = tuple(row[i] for i in key)
+        if values in seen:
+            shown = dict(zip(schema.key_columns(table), values, strict=True))
+            raise ValueError(f"{table.name}: more than one row for key {shown}")
+        seen.add(values)
+
+
+def _write(
+    connection: Connection,
+    bundle: RunBundle,
+    run_row: dict[str, Any],
+    frames: dict[str, _Rows],
+) -> None:
+    """All statements of one load, inside the caller's transaction."""
+    _upsert(connection, schema.monitoring_runs, run_row)
+    _replace_keys(connection, frames["model_metrics"])
+    for name in INTERVAL_TABLES:
+        table = schema.metadata.tables[name]
+        connection.execute(
+            delete(table).where(
+                table.c.model_name == bundle.model_name,
+                table.c.interval_start == bundle.interval_start,
+            )
+        )
+        _insert(connection, frames[name])
+
+
+def _upsert(connection: Connection, table: Table, row: dict[str, Any]) -> None:
+    """Insert `row`, or update the columns it names if its key exists."""
+    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+    key = schema.key_columns(table)
+    statement = insert(table).values(row)
+    statement = statement.on_conflict_do_update(
+        index_elements=key,
+        set_={name: statement.excluded[name] for name in row if name not in key},
+    )
+    connection.execute(statement)
+
+
+def _replace_keys(connection: Connection, rows: _Rows) -> None:
+    """Delete the rows whose keys `rows` holds, then insert `rows`."""
+    if not rows.rows:
+        return
+    key = schema.key_columns(rows.table)
+    positions = [rows.columns.index(name) for name in key]
+    keys = [tuple(row[i] for i in positions) for row in rows.rows]
+    if connection.dialect.name == "postgresql":
+        _delete_keys_postgres(connection, rows.table, key, keys)
+    else:
+        key_clause = tuple_(*(rows.table.c[name] for name in key))
+        for chunk in _chunks(keys, DELETE_CHUNK_KEYS):
+            connection.execute(delete(rows.table).where(key_clause.in_(chunk)))
+    _insert(connection, rows)
+
+
+def _delete_keys_postgres(
+    connection: Connection, table: Table, key: list[str], keys: list[tuple[Any, ...]]
+) -> None:
+    """Delete rows by key in one statement, joining the table to arrays of the key values."""
+    quote = connection.dialect.identifier_preparer.quote
+    compile_type = connection.dialect.type_compiler_instance.process
+    arrays = ", ".join(
+        f"CAST(:k{i} AS {compile_type(table.c[name].type)}[])" for i, name in enumerate(key)
+    )
+    matches = " AND ".join(f"t.{quote(name)} = k.{quote(name)}" for name in key)
+    statement = text(
+        f"DELETE FROM {quote(table.name)} AS t "
+        f"USING unnest({arrays}) AS k({', '.join(quote(name) for name in key)}) "
+        f"WHERE {matches}"
+    )
+    columns = zip(*keys, strict=True)
+    connection.execute(statement, {f"k{i}": list(values) for i, values in enumerate(columns)})
+
+
+def _insert(connection: Connection, rows: _Rows) -> None:
+    """Bulk-insert rows: COPY on PostgreSQL, chunked executemany elsewhere."""
+    if not rows.rows:
+        return
+    if connection.dialect.name == "postgresql":
+        _copy(connection, rows)
+        return
+    for chunk in _chunks(rows.rows, INSERT_CHUNK_ROWS):
+        connection.execute(
+            rows.table.insert(), [dict(zip(rows.columns, row, strict=True)) for row in chunk]
+        )
+
+
+def _copy(connection: Connection, rows: _Rows) -> None:
+    """Stream rows into a PostgreSQL table with COPY, in the current transaction.
+
+    Driver errors are raised as SQLAlchemy's, like those of any other statement.
+    """
+    from psycopg import sql
+
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        sql.Identifier(rows.table.name),
+        sql.SQL(", ").join(sql.Identifier(name) for name in rows.columns),
+    )
+    driver_connection = connection.connection.driver_connection
+    dbapi = connection.dialect.loaded_dbapi
+    try:
+        with driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows.rows:
+                copy.write_row(row)
+    except dbapi.Error as exc:
+        raise DBAPIError.instance(
+            statement.as_string(driver_connection), None, exc, dbapi.Error
+        ) from exc
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    """Consecutive slices of `items` of at most `size` elements."""
+    for begin in range(0, len(items), size):
+        yield items[begin : begin + size]
+
+
+def _is_transient(exc: DBAPIError) -> bool:
+    """Whether retrying the transaction could succeed: a race, not bad data."""
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if sqlstate is not None:
+        return sqlstate in _TRANSIENT_SQLSTATES
+    message = str(exc.orig).lower()
+    return any(fragment in message for fragment in _TRANSIENT_SQLITE_MESSAGES)

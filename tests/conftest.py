@@ -1,0 +1,74 @@
+"""Shared fixtures: a real warehouse on SQLite and on PostgreSQL.
+
+The PostgreSQL server is `MODELWATCH_TEST_PG_URL` (an admin URL, default
+postgresql+psycopg://postgres@127.0.0.1:5432/postgres). Each test gets a fresh
+database there, dropped afterwards. Without a reachable server the PostgreSQL
+cases are skipped, except under CI=true where they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+
+DEFAULT_PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+def _pg_admin_url() -> str:
+    return os.environ.get("MODELWATCH_TEST_PG_URL", DEFAULT_PG_ADMIN_URL)
+
+
+def _pg_admin_engine() -> Engine:
+    """An autocommit engine on the server's admin database, or skip/fail if unreachable."""
+    url = make_url(_pg_admin_url())
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except OperationalError as exc:
+        engine.dispose()
+        message = f"PostgreSQL not reachable at {url.host}:{url.port or 5432}: {exc.orig}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    return engine
+
+
+@pytest.fixture
+def postgres_database() -> Iterator[str]:
+    """URL of a fresh, uniquely named PostgreSQL database, dropped after the test."""
+    admin = _pg_admin_engine()
+    name = f"modelwatch_test_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(_pg_admin_url()).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def warehouse_url(request: pytest.FixtureRequest, tmp_path) -> str:
+    """An empty warehouse database: an SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'warehouse.db'}"
+    return request.getfixturevalue("postgres_database")
+
+
+@pytest.fixture
+def warehouse_engine(warehouse_url: str) -> Iterator[Engine]:
+    """An engine on a migrated, empty warehouse."""
+    from modelwatch.warehouse.engine import get_engine, migrate
+
+    engine = get_engine(warehouse_url)
+    migrate(engine)
+    yield engine
+    engine.dispose()
