@@ -31,6 +31,20 @@ from modelwatch.config import ModelConfig, load_config
 IO_RETRIES = {"retries": 3, "retry_delay": timedelta(minutes=2), "retry_exponential_backoff": True}
 
 
+def record_failure(context) -> None:
+    """Mark the interval failed in the warehouse, naming the task and its error."""
+    from modelwatch import pipeline
+
+    dag_run = context["dag_run"]
+    pipeline.mark_failed(
+        context["dag"].dag_id.removeprefix("monitor_"),
+        dag_run.data_interval_start,
+        dag_run.data_interval_end,
+        dag_run.run_id,
+        f"{context['task_instance'].task_id}: {context.get('exception')}",
+    )
+
+
 def build_monitor_dag(model: ModelConfig):
     """The `monitor_<model>` DAG for one configured model."""
     from airflow.sdk import CronDataIntervalTimetable
@@ -44,6 +58,7 @@ def build_monitor_dag(model: ModelConfig):
         doc_md=__doc__,
         tags=["modelwatch", "monitoring", model.task, model.name],
         default_args={"owner": model.owner, "retries": 1, "retry_delay": timedelta(minutes=1)},
+        on_failure_callback=record_failure,
         params={
             "wait_for_logs": Param(
                 True, type="boolean", description="Wait for missing partitions (off: fail at once)"
@@ -67,12 +82,34 @@ def build_monitor_dag(model: ModelConfig):
             return PokeReturnValue(is_done=False)
 
         @task(**IO_RETRIES)
-        def extract(data_interval_start=None, data_interval_end=None) -> dict:
+        def extract(data_interval_start=None, data_interval_end=None, run_id=None) -> dict:
             from modelwatch import pipeline
 
+            pipeline.mark_started(model.name, data_interval_start, data_interval_end, run_id)
             return pipeline.extract(model.name, data_interval_start, data_interval_end)
 
-        wait_for_logs() >> extract()
+        @task
+        def validate(staged: dict, data_interval_start=None, data_interval_end=None) -> dict:
+            from modelwatch import pipeline
+
+            return pipeline.validate(model.name, staged["folder"], data_interval_start, data_interval_end)
+
+        @task
+        def measure(staged: dict, data_interval_start=None, data_interval_end=None) -> dict:
+            from modelwatch import pipeline
+
+            return pipeline.measure(model.name, staged["folder"], data_interval_start, data_interval_end)
+
+        @task(**IO_RETRIES)
+        def load(staged: dict, quality: dict, measured: dict,
+                 data_interval_start=None, data_interval_end=None, run_id=None) -> dict:
+            from modelwatch import pipeline
+
+            return pipeline.load(model.name, staged["folder"], data_interval_start, data_interval_end, run_id)
+
+        staged = extract()
+        wait_for_logs() >> staged
+        load(staged, validate(staged), measure(staged))
 
     return monitor()
 

@@ -209,9 +209,14 @@ class _Comparison:
 # public API
 
 
+def monitored_columns(model: ModelConfig) -> dict[str, str]:
+    """Each monitored feature or pseudo-feature (``@prediction``, ``@score``) and its staged column."""
+    return {item.name: item.column for item in _monitored_items(model)}
+
+
 def drift_columns(model: ModelConfig) -> list[str]:
     """Staged prediction columns `profile_features` and `detect_drift` read."""
-    return ["status", *(item.column for item in _monitored_items(model))]
+    return ["status", *monitored_columns(model).values()]
 
 
 def psi(reference_counts: Sequence[float], current_counts: Sequence[float]) -> float:

@@ -6,11 +6,30 @@ each other; data moves through the staged folder and the warehouse.
 
 from __future__ import annotations
 
+import json
+import logging
 from datetime import datetime, timezone
 
+import fsspec
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from modelwatch import batch, logs, settings
 from modelwatch import extract as extract_module
-from modelwatch import logs
 from modelwatch.config import ModelConfig, ProjectConfig, load_config
+
+log = logging.getLogger(__name__)
+
+DATA_QUALITY = "data_quality.parquet"
+METRICS = "metrics.parquet"
+PROFILES = "profiles.parquet"
+DRIFT = "drift.parquet"
+MEASURE = "measure.json"
+PROFILE_COLUMN_GROUP = 4
+DRIFT_SAMPLE_ROWS = 1_000_000
 
 
 def _utc(moment: datetime) -> datetime:
@@ -35,3 +54,297 @@ def extract(model_name: str, start: datetime, end: datetime, config: ProjectConf
     config, model = _model(model_name, config)
     manifest = extract_module.extract_interval(model, _utc(start), _utc(end), config.staging_url)
     return manifest.to_dict()
+
+
+# ---------------------------------------------------------------- warehouse access
+
+_MIGRATED: set[str] = set()
+
+
+def warehouse_engine(url: str | None = None):
+    """An engine on the warehouse, migrated to the latest schema once per process."""
+    from modelwatch.warehouse import engine as warehouse
+
+    resolved = warehouse.warehouse_url(url)
+    engine = warehouse.get_engine(resolved)
+    if resolved not in _MIGRATED:
+        warehouse.migrate(engine)
+        _MIGRATED.add(resolved)
+    return engine
+
+
+def _write_frame(folder: str, name: str, frame: pd.DataFrame) -> None:
+    fs, path = fsspec.core.url_to_fs(f"{folder}/{name}")
+    with fs.open(path, "wb") as handle:
+        frame.to_parquet(handle, index=False)
+
+
+def _read_frame(folder: str, name: str) -> pd.DataFrame | None:
+    fs, path = fsspec.core.url_to_fs(f"{folder}/{name}")
+    if not fs.exists(path):
+        return None
+    with fs.open(path, "rb") as handle:
+        return pd.read_parquet(handle)
+
+
+# ---------------------------------------------------------------- validate
+
+
+def validate(model_name: str, folder: str, start: datetime, end: datetime,
+             config: ProjectConfig | None = None, warehouse_url: str | None = None) -> dict:
+    """Run the model's data-quality suite over the staged batch, chunk by chunk."""
+    from modelwatch import validation
+    from modelwatch.warehouse import load
+
+    _, model = _model(model_name, config)
+    start, end = _utc(start), _utc(end)
+    volumes = load.recent_volumes(
+        warehouse_engine(warehouse_url), model.name, start, model.data_quality.volume_history_intervals
+    )
+    outcome = validation.validate_batch(
+        extract_module.iter_staged(folder, extract_module.PREDICTIONS, rows=model.data_quality.chunk_rows),
+        model, interval_start=start, interval_end=end, recent_volumes=volumes,
+    )
+    _write_frame(folder, DATA_QUALITY, outcome.rows)
+    failed = outcome.rows.loc[~outcome.rows["success"].astype(bool)]
+    log.info("%s", outcome.summary)
+    return {
+        "critical_failure": bool(outcome.critical_failure),
+        "failed": failed["expectation"].tolist(),
+        "failed_critical": failed.loc[failed["severity"] == "critical", "expectation"].tolist(),
+        "summary": outcome.summary,
+    }
+
+
+# ---------------------------------------------------------------- measure
+
+
+def _previous_folders(model: ModelConfig, staging_url: str, start: datetime) -> list[tuple[datetime, datetime, str]]:
+    step = model.interval_length
+    return [
+        (start - step * k, start - step * (k - 1),
+         batch.interval_folder(staging_url, model.name, start - step * k, start - step * (k - 1)))
+        for k in range(1, model.label_maturity_intervals + 1)
+    ]
+
+
+def _quality_for(model, folder, start, end, feedback, label_ids) -> tuple[pd.DataFrame, int, np.ndarray]:
+    """Quality metrics of one staged interval; returns rows, labels joined, matched label mask."""
+    from modelwatch import metrics
+
+    columns = list(dict.fromkeys(["request_id", *metrics.quality_columns(model)]))
+    predictions = extract_module.read_staged(folder, extract_module.PREDICTIONS, columns=columns)
+    labeled, _ = metrics.join_labels(predictions, feedback)
+    joined = int(labeled["label"].notna().sum())
+    matched = pc.is_in(label_ids, value_set=pa.array(predictions["request_id"].astype(str))).to_numpy(
+        zero_copy_only=False
+    )
+    return metrics.quality_metrics(labeled, model, start, end), joined, matched
+
+
+def _staged_exists(folder: str) -> bool:
+    fs, path = fsspec.core.url_to_fs(f"{folder}/{extract_module.PREDICTIONS}")
+    return fs.exists(path)
+
+
+def _drift_sample(folder: str, columns: list[str], max_rows: int) -> pd.DataFrame:
+    """A systematic sample of at most `max_rows` staged rows, read batch by batch."""
+    fs, path = fsspec.core.url_to_fs(f"{folder}/{extract_module.PREDICTIONS}")
+    with fs.open(path, "rb") as handle:
+        parquet = pq.ParquetFile(handle)
+        step = max(1, -(-parquet.metadata.num_rows // max_rows))
+        parts = [
+            record_batch.take(pa.array(np.arange(0, record_batch.num_rows, step)))
+            for record_batch in parquet.iter_batches(batch_size=step * 65_536, columns=columns)
+        ]
+    if not parts:
+        return pd.DataFrame({c: [] for c in columns})
+    return pa.Table.from_batches(parts).to_pandas()
+
+
+def _profiles(model: ModelConfig, folder: str, start: datetime, end: datetime) -> pd.DataFrame:
+    """Exact per-feature profiles over every row, a few columns at a time to bound memory."""
+    from modelwatch import drift
+
+    items = list(drift.monitored_columns(model).items())
+    frames = []
+    for i in range(0, len(items), PROFILE_COLUMN_GROUP):
+        group = items[i : i + PROFILE_COLUMN_GROUP]
+        chunk = extract_module.read_staged(
+            folder, extract_module.PREDICTIONS, columns=["status", *(column for _, column in group)]
+        )
+        frames.append(drift.profile_features(chunk, model, start, end, features=[n for n, _ in group]))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _reference(model: ModelConfig, start: datetime, engine):
+    """The drift reference: the configured dataset, or profiles of the trailing intervals."""
+    from modelwatch import drift
+    from modelwatch.warehouse import load
+
+    if model.reference.dataset:
+        fs, path = fsspec.core.url_to_fs(settings.resolve_root(model.reference.dataset))
+        with fs.open(path, "rb") as handle:
+            frame = pd.read_parquet(handle)
+        return drift.reference_from_frame(frame, model), model.reference.dataset
+    n = model.reference.trailing_intervals
+    profiles = load.previous_profiles(engine, model.name, start, n)
+    found = profiles["interval_start"].nunique() if len(profiles) else 0
+    return drift.reference_from_profiles(profiles), f"trailing {found} of {n} intervals"
+
+
+def measure(model_name: str, folder: str, start: datetime, end: datetime,
+            config: ProjectConfig | None = None, warehouse_url: str | None = None) -> dict:
+    """Quality metrics (this interval and the K before it), system KPIs, profiles and drift."""
+    from modelwatch import drift, metrics
+
+    config, model = _model(model_name, config)
+    start, end = _utc(start), _utc(end)
+    engine = warehouse_engine(warehouse_url)
+    feedback = extract_module.read_staged(folder, extract_module.FEEDBACK)
+    label_ids = pa.array(feedback["request_id"].astype(str))
+    fresh = (feedback["label_timestamp"] >= pd.Timestamp(start)).to_numpy()
+
+    quality, labels_joined, matched = _quality_for(model, folder, start, end, feedback, label_ids)
+    metric_frames = [quality]
+    recomputed, not_staged = [], []
+    for earlier_start, earlier_end, earlier_folder in _previous_folders(model, config.staging_url, start):
+        if not _staged_exists(earlier_folder):
+            not_staged.append(earlier_start.isoformat())
+            continue
+        rows, _, earlier_matched = _quality_for(model, earlier_folder, earlier_start, earlier_end, feedback, label_ids)
+        metric_frames.append(rows)
+        matched |= earlier_matched
+        recomputed.append(earlier_start.isoformat())
+    if not_staged:
+        log.info("label metrics not recomputed for %s: no staged batch", ", ".join(not_staged))
+
+    system = extract_module.read_staged(folder, extract_module.PREDICTIONS, columns=metrics.system_columns(model))
+    metric_frames.append(
+        metrics.system_kpis(system, model.name, start, end, segments=metrics.segment_columns(model))
+    )
+    del system
+    profiles = _profiles(model, folder, start, end)
+    reference, reference_label = _reference(model, start, engine)
+    sample = _drift_sample(folder, drift.drift_columns(model), DRIFT_SAMPLE_ROWS)
+    drift_rows, verdict = drift.detect_drift(sample, reference, model, start, end, reference_label)
+
+    all_metrics = pd.concat(metric_frames, ignore_index=True)
+    all_metrics["labels_as_of"] = pd.Timestamp(end)
+    _write_frame(folder, METRICS, all_metrics)
+    _write_frame(folder, PROFILES, profiles)
+    _write_frame(folder, DRIFT, drift_rows)
+    result = {
+        "labels_joined": labels_joined,
+        # Orphans are only knowable when every interval a label could belong to is staged.
+        "orphan_labels": None if not_staged else int((fresh & ~matched).sum()),
+        "recomputed_intervals": recomputed,
+        "drift_detected": bool(verdict.drifted),
+        "drifted_features": list(verdict.drifted_features),
+        "prediction_drift": bool(verdict.prediction_drift),
+        "drift_summary": verdict.summary,
+    }
+    _write_json(folder, MEASURE, result)
+    log.info("%s: %s", model.name, verdict.summary)
+    return result
+
+
+def _write_json(folder: str, name: str, payload: dict) -> None:
+    fs, path = fsspec.core.url_to_fs(f"{folder}/{name}")
+    with fs.open(path, "w") as handle:
+        json.dump(payload, handle, indent=2)
+
+
+def _read_json(folder: str, name: str) -> dict:
+    fs, path = fsspec.core.url_to_fs(f"{folder}/{name}")
+    with fs.open(path) as handle:
+        return json.load(handle)
+
+
+# ---------------------------------------------------------------- load
+
+
+def load(model_name: str, folder: str, start: datetime, end: datetime, run_id: str,
+         config: ProjectConfig | None = None, warehouse_url: str | None = None) -> dict:
+    """Write everything staged for the interval to the warehouse in one transaction."""
+    from modelwatch.warehouse import load as warehouse_load
+
+    _, model = _model(model_name, config)
+    start, end = _utc(start), _utc(end)
+    manifest = extract_module.read_manifest(folder)
+    measured = _read_json(folder, MEASURE)
+    quality = _read_frame(folder, DATA_QUALITY)
+    critical = bool(
+        quality is not None
+        and (~quality["success"].astype(bool) & quality["severity"].eq("critical")).any()
+    )
+    quarantine = extract_module.read_staged(folder, extract_module.QUARANTINE)
+    engine = warehouse_engine(warehouse_url)
+    bundle = warehouse_load.RunBundle(
+        model_name=model.name,
+        interval_start=start,
+        interval_end=end,
+        run_id=run_id,
+        run={
+            "status": "halted" if critical else "success",
+            "rows_read": manifest.rows_read,
+            "rows_valid": manifest.rows_valid,
+            "rows_quarantined": manifest.rows_quarantined + manifest.labels_quarantined,
+            "duplicates_dropped": manifest.duplicates_dropped,
+            "labels_read": manifest.labels_read,
+            "labels_joined": measured["labels_joined"],
+            "orphan_labels": measured["orphan_labels"],
+            "damaged_files": manifest.damaged_files,
+            "missing_partitions": manifest.missing_partitions,
+            "critical_failure": critical,
+            "drift_detected": measured["drift_detected"],
+            "drifted_features": len(measured["drifted_features"]),
+        },
+        model_metrics=_without_staler_metrics(engine, model.name, _read_frame(folder, METRICS), end),
+        feature_drift=_read_frame(folder, DRIFT),
+        feature_profiles=_read_frame(folder, PROFILES),
+        data_quality_results=quality,
+        quarantined_records=quarantine,
+    )
+    counts = warehouse_load.load_run(engine, bundle)
+    log.info("%s %s..%s loaded: %s", model.name, start, end, counts)
+    return {"status": bundle.run["status"], "rows": counts}
+
+
+def _without_staler_metrics(engine, model_name: str, metrics: pd.DataFrame, as_of: datetime) -> pd.DataFrame:
+    """Drop quality rows of intervals whose stored values came from later labels.
+
+    A re-run or backfill of an older interval recomputes its predecessors with
+    the labels known then; the warehouse keeps the more mature numbers.
+    """
+    from modelwatch.warehouse import load as warehouse_load
+
+    quality = metrics["kind"].eq("quality")
+    starts = sorted(set(pd.to_datetime(metrics.loc[quality, "interval_start"], utc=True)))
+    if not starts:
+        return metrics
+    stored = warehouse_load.latest_labels_as_of(engine, model_name, [s.to_pydatetime() for s in starts])
+    staler = {pd.Timestamp(start) for start, stored_as_of in stored.items() if stored_as_of > as_of}
+    if not staler:
+        return metrics
+    interval = pd.to_datetime(metrics["interval_start"], utc=True)
+    log.info("kept more mature stored metrics of %s", ", ".join(sorted(s.isoformat() for s in staler)))
+    return metrics.loc[~(quality & interval.isin(staler))].reset_index(drop=True)
+
+
+def mark_failed(model_name: str, start: datetime, end: datetime, run_id: str, reason: str,
+                warehouse_url: str | None = None) -> None:
+    """Record a run that failed before its load, so the interval never looks silently missing."""
+    from modelwatch.warehouse import load as warehouse_load
+
+    warehouse_load.mark_run_failed(
+        warehouse_engine(warehouse_url), model_name, _utc(start), _utc(end), run_id, reason
+    )
+
+
+def mark_started(model_name: str, start: datetime, end: datetime, run_id: str,
+                 warehouse_url: str | None = None) -> None:
+    """Record that the run began, so an interval in progress is visible to analysts."""
+    from modelwatch.warehouse import load as warehouse_load
+
+    warehouse_load.mark_run_started(warehouse_engine(warehouse_url), model_name, _utc(start), _utc(end), run_id)

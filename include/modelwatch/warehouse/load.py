@@ -29,6 +29,7 @@ from sqlalchemy import (
     Integer,
     Table,
     delete,
+    func,
     select,
     text,
     tuple_,
@@ -247,6 +248,23 @@ def previous_profiles(engine: Engine, model_name: str, before: datetime, n: int)
         .order_by(profiles.c.interval_start, profiles.c.feature)
     )
     return read_frame(engine, statement)
+
+
+def latest_labels_as_of(engine: Engine, model_name: str, starts: list[datetime]) -> dict[datetime, datetime]:
+    """For each given interval start, the latest `labels_as_of` of its stored quality metrics."""
+    metrics = schema.model_metrics
+    statement = (
+        select(metrics.c.interval_start, func.max(metrics.c.labels_as_of))
+        .where(
+            metrics.c.model_name == model_name,
+            metrics.c.kind == "quality",
+            metrics.c.interval_start.in_(starts),
+            metrics.c.labels_as_of.is_not(None),
+        )
+        .group_by(metrics.c.interval_start)
+    )
+    with engine.connect() as connection:
+        return {start: as_of for start, as_of in connection.execute(statement).all()}
 
 
 def recent_volumes(engine: Engine, model_name: str, before: datetime, n: int) -> list[int]:

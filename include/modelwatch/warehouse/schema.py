@@ -129,6 +129,7 @@ model_metrics = Table(
     Column("value", Double),
     Column("sample_size", BigInteger, nullable=False),
     Column("label_coverage", Double),
+    Column("labels_as_of", UtcDateTime),
     Column("computed_at", UtcDateTime, nullable=False, server_default=func.current_timestamp()),
     PrimaryKeyConstraint(
         "model_name",

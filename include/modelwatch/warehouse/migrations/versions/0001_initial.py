@@ -61,6 +61,7 @@ def _create_tables() -> None:
         sa.Column("value", sa.Double()),
         sa.Column("sample_size", sa.BigInteger(), nullable=False),
         sa.Column("label_coverage", sa.Double()),
+        sa.Column("labels_as_of", TIMESTAMP),
         sa.Column(
             "computed_at", TIMESTAMP, nullable=False, server_default=sa.func.current_timestamp()
         ),

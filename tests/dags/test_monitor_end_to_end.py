@@ -1,0 +1,117 @@
+"""Real `dag.test()` runs of monitor_credit_risk over simulated days, into a real warehouse."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pendulum
+import pytest
+import yaml
+
+from modelwatch import settings
+
+pytestmark = [pytest.mark.xdist_group("airflow"), pytest.mark.slow]
+
+DAYS = [2, 3, 4]  # March 2026; the simulated data-quality break falls on the 3rd
+VOLATILE = {"run_id", "started_at", "finished_at", "computed_at"}
+TABLES = [
+    "monitoring_runs", "model_metrics", "feature_drift", "feature_profiles",
+    "data_quality_results", "quarantined_records",
+]
+
+
+@pytest.fixture
+def monitored_world(tmp_path, monkeypatch, warehouse_url, dagbag_for):
+    """Four simulated days of credit_risk logs, a models file, and the parsed DAG."""
+    from modelwatch.config import load_config
+    from modelwatch.simulation import Incident, simulate
+
+    monkeypatch.setenv("MODELWATCH_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("MODELWATCH_WAREHOUSE_URL", warehouse_url)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    raw = yaml.safe_load(settings.SHIPPED_CONFIG.read_text())
+    raw["models"] = [m | {"label_maturity_intervals": 2} for m in raw["models"] if m["name"] == "credit_risk"]
+    config_path = tmp_path / "models.yaml"
+    config_path.write_text(yaml.safe_dump(raw))
+    config = load_config(config_path)
+    simulate(
+        config, start=date(2026, 3, 1), days=4, requests_per_day=1500, seed=11,
+        incidents=[Incident(kind="data_quality_break", start=date(2026, 3, 3), model="credit_risk", duration_days=1)],
+    )
+    bag = dagbag_for(config_path)
+    assert bag.import_errors == {}
+    return bag.dags["monitor_credit_risk"], config.models[0]
+
+
+def run_day(dag, day: int):
+    run = dag.test(logical_date=pendulum.datetime(2026, 3, day + 1, tz="UTC"))
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert run.state == "success", states
+    assert set(states.values()) == {"success"}, states
+    return run
+
+
+def snapshot(url: str) -> dict:
+    from modelwatch.warehouse.engine import get_engine
+    from modelwatch.warehouse.load import read_frame
+
+    engine = get_engine(url)
+    out = {}
+    for table in TABLES:
+        frame = read_frame(engine, f"SELECT * FROM {table}")
+        frame = frame.drop(columns=[c for c in frame.columns if c in VOLATILE])
+        out[table] = frame.sort_values(list(frame.columns)).reset_index(drop=True)
+    return out
+
+
+def test_three_days_then_a_rerun(monitored_world, warehouse_url):
+    from modelwatch import drift, validation
+
+    dag, model = monitored_world
+    for day in DAYS:
+        run_day(dag, day)
+    first = snapshot(warehouse_url)
+
+    runs = first["monitoring_runs"].set_index(first["monitoring_runs"]["interval_start"].astype(str).str[:10])
+    assert list(runs.index) == ["2026-03-02", "2026-03-03", "2026-03-04"]
+    assert set(runs["status"]) == {"success"}
+    assert (runs["rows_valid"] + runs["rows_quarantined"] + runs["duplicates_dropped"] <= runs["rows_read"]).all()
+
+    quarantine = first["quarantined_records"]
+    assert len(quarantine) == runs.loc["2026-03-03", "rows_quarantined"] == 61
+    assert set(quarantine["interval_start"].astype(str).str[:10]) == {"2026-03-03"}
+    reasons = set(quarantine["reason"].str.split(":").str[0])
+    assert {
+        "invalid_json", "conflicting_duplicate", "model_name_mismatch", "timestamp_outside_partition",
+        "score_out_of_range", "negative_latency", "non_finite", "wrong_type",
+    } <= reasons
+    assert runs.loc["2026-03-03", "duplicates_dropped"] == 12
+
+    monitored = len(drift.monitored_columns(model))
+    assert len(first["feature_profiles"]) == 3 * monitored
+    # The first interval has no reference; the next two compare every monitored column twice.
+    assert len(first["feature_drift"]) == 2 * 2 * monitored
+    expectations = len(validation.build_expectations(model, expected_volume=None, interval_end=pendulum.now()))
+    assert len(first["data_quality_results"]) == 3 * expectations
+    failed = first["data_quality_results"].query("success == False")
+    assert set(failed["interval_start"].astype(str).str[:10]) >= {"2026-03-03"}
+    assert {"null_fraction:feature__income", "range:feature__income", "allowed_values:feature__country"} <= set(
+        failed["expectation"]
+    )
+
+    metrics = first["model_metrics"]
+    keys = ["model_version", "interval_start", "segment", "metric"]
+    assert not metrics.duplicated(keys).any()
+    overall = metrics.query("model_version == 'all' and segment == 'all'")
+    per_day = overall.groupby(overall["interval_start"].astype(str).str[:10])["metric"].apply(set)
+    assert {"auc_roc", "f1", "log_loss", "latency_p99_ms", "error_rate", "request_count"} <= per_day["2026-03-02"]
+    auc = overall.query("metric == 'auc_roc'")
+    coverage = auc.set_index(auc["interval_start"].astype(str).str[:10])
+    # The first day was recomputed by the two later runs: its coverage grew past the last day's.
+    assert coverage.loc["2026-03-02", "label_coverage"] > coverage.loc["2026-03-04", "label_coverage"]
+
+    run_day(dag, 3)
+    second = snapshot(warehouse_url)
+    for table in TABLES:
+        assert len(second[table]) == len(first[table]), table
+        assert second[table].equals(first[table]), table
