@@ -27,3 +27,17 @@ def connection_url(conn_id: str = WAREHOUSE_CONN_ID) -> str | None:
     elif uri.startswith("postgresql://"):
         uri = "postgresql+psycopg://" + uri.removeprefix("postgresql://")
     return uri
+
+
+def run_dag(dag_id: str, logical_date, dags_folder: str) -> tuple[str, dict[str, str]]:
+    """Run one DAG in-process with `dag.test()`; returns the run state and each task's state.
+
+    `dag.test()` logs a failing task instead of raising, so callers must read the states.
+    """
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=dags_folder)
+    if bag.import_errors:
+        raise RuntimeError(f"DAG files failed to import: {bag.import_errors}")
+    run = bag.dags[dag_id].test(logical_date=logical_date)
+    return str(run.state), {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
