@@ -308,3 +308,18 @@ def test_other_files_in_a_partition_are_listed_not_read(root, tmp_path):
     manifest, predictions, _ = run_extract(root, str(tmp_path / "staging"))
     assert manifest.ignored_files == [day + "/_SUCCESS"]
     assert len(predictions) == 1
+
+
+def test_parquet_extras_are_per_row_and_absent_struct_fields_are_missing(root, tmp_path):
+    write_records(
+        partition(root, "predictions", "2026-03-02") + "/a.parquet",
+        [
+            prediction("plain", features={"income": 1.0, "country": "DE", "has_card": True}),
+            prediction("extra", features={"income": 1.0, "country": "DE", "has_card": True, "tenure": 4}),
+        ],
+    )
+    _, predictions, quarantine = run_extract(root, str(tmp_path / "staging"))
+    rows = predictions.set_index("request_id")
+    assert quarantine.empty
+    assert pd.isna(rows.loc["plain", "extra_features"])
+    assert json.loads(rows.loc["extra", "extra_features"]) == {"tenure": 4}

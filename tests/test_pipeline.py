@@ -1,0 +1,100 @@
+"""The task functions end to end on hand-written logs: orphans, label maturity, failures."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from logfiles import label, make_model, partition, prediction, write_records
+from modelwatch import pipeline
+from modelwatch.config import ProjectConfig
+from modelwatch.warehouse.load import read_frame
+
+DAY = timezone.utc
+
+
+def interval(day: int) -> tuple[datetime, datetime]:
+    return datetime(2026, 3, day, tzinfo=DAY), datetime(2026, 3, day + 1, tzinfo=DAY)
+
+
+@pytest.fixture
+def world(tmp_path):
+    root = str(tmp_path / "logs")
+    model = make_model(root, label_maturity_intervals=1)
+    config = ProjectConfig(staging_root=str(tmp_path / "staging"), models=[model])
+    return root, config
+
+
+def run_interval(config: ProjectConfig, day: int, url: str) -> dict:
+    start, end = interval(day)
+    name = config.models[0].name
+    staged = pipeline.extract(name, start, end, config=config)
+    pipeline.validate(name, staged["folder"], start, end, config=config, warehouse_url=url)
+    measured = pipeline.measure(name, staged["folder"], start, end, config=config, warehouse_url=url)
+    pipeline.load(name, staged["folder"], start, end, f"run-{day}", config=config, warehouse_url=url)
+    return measured
+
+
+def test_orphans_are_counted_once_every_interval_of_the_window_is_staged(world, warehouse_url):
+    root, config = world
+    write_records(partition(root, "predictions", "2026-03-02") + "/a.jsonl",
+                  [prediction("a", "2026-03-02T08:00:00Z"), prediction("b", "2026-03-02T09:00:00Z", prediction=0, score=0.2)])
+    write_records(partition(root, "predictions", "2026-03-03") + "/a.jsonl",
+                  [prediction("c", "2026-03-03T08:00:00Z")])
+    write_records(partition(root, "feedback", "2026-03-02") + "/a.jsonl", [label("a", 1, "2026-03-02T20:00:00Z")])
+    write_records(partition(root, "feedback", "2026-03-03") + "/a.jsonl",
+                  [label("b", 1, "2026-03-03T10:00:00Z"), label("c", 0, "2026-03-03T11:00:00Z"),
+                   label("nobody", 1, "2026-03-03T12:00:00Z")])
+
+    first = run_interval(config, 2, warehouse_url)
+    assert first["orphan_labels"] is None  # 1 March was never staged: an orphan count would be a guess
+    second = run_interval(config, 3, warehouse_url)
+    assert second["orphan_labels"] == 1
+    assert second["labels_joined"] == 1
+    assert second["recomputed_intervals"] == ["2026-03-02T00:00:00+00:00"]
+
+    runs = read_frame(pipeline.warehouse_engine(warehouse_url),
+                      "SELECT interval_start, orphan_labels, labels_joined FROM monitoring_runs ORDER BY interval_start")
+    assert runs["orphan_labels"].tolist()[1] == 1
+    coverage = read_frame(
+        pipeline.warehouse_engine(warehouse_url),
+        "SELECT interval_start, label_coverage, sample_size FROM model_metrics "
+        "WHERE metric = 'accuracy' AND model_version = 'all' AND segment = 'all' ORDER BY interval_start",
+    )
+    # 2 March: one label known by its own run, both after 3 March's run recomputed it.
+    assert coverage["label_coverage"].tolist() == [1.0, 1.0]
+    assert coverage["sample_size"].tolist() == [2, 1]
+
+
+def test_an_older_rerun_keeps_metrics_made_from_later_labels(world, warehouse_url):
+    root, config = world
+    write_records(partition(root, "predictions", "2026-03-02") + "/a.jsonl",
+                  [prediction("a", "2026-03-02T08:00:00Z"), prediction("b", "2026-03-02T09:00:00Z")])
+    write_records(partition(root, "predictions", "2026-03-03") + "/a.jsonl", [prediction("c", "2026-03-03T08:00:00Z")])
+    write_records(partition(root, "feedback", "2026-03-02") + "/a.jsonl", [label("a", 1, "2026-03-02T20:00:00Z")])
+    write_records(partition(root, "feedback", "2026-03-03") + "/a.jsonl", [label("b", 0, "2026-03-03T10:00:00Z")])
+    run_interval(config, 2, warehouse_url)
+    run_interval(config, 3, warehouse_url)
+    run_interval(config, 2, warehouse_url)
+    accuracy = read_frame(
+        pipeline.warehouse_engine(warehouse_url),
+        "SELECT value, sample_size FROM model_metrics WHERE metric = 'accuracy' AND model_version = 'all' "
+        "AND segment = 'all' ORDER BY interval_start",
+    )
+    assert accuracy.to_dict("records")[0] == {"value": 0.5, "sample_size": 2}
+
+
+def test_a_failed_run_is_recorded_with_its_reason(world, warehouse_url):
+    _, config = world
+    start, end = interval(5)
+    pipeline.mark_started("credit_risk", start, end, "run-x", warehouse_url=warehouse_url)
+    pipeline.mark_failed("credit_risk", start, end, "run-x", "extract: disk full", warehouse_url=warehouse_url)
+    runs = read_frame(pipeline.warehouse_engine(warehouse_url), "SELECT status, failure_reason FROM monitoring_runs")
+    assert runs.to_dict("records") == [{"status": "failed", "failure_reason": "extract: disk full"}]
+
+
+def test_naive_interval_bounds_are_refused(world):
+    _, config = world
+    with pytest.raises(ValueError, match="no time zone"):
+        pipeline.extract("credit_risk", datetime(2026, 3, 2), datetime(2026, 3, 3), config=config)
