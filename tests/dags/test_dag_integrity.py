@@ -12,8 +12,6 @@ import yaml
 
 from modelwatch import settings
 
-pytestmark = pytest.mark.xdist_group("airflow")
-
 HEAVY_MODULES = ["pandas", "pyarrow", "sklearn", "great_expectations", "mlflow", "scipy"]
 IO_TASKS = {"extract", "load"}
 

@@ -10,7 +10,7 @@ import yaml
 
 from modelwatch import settings
 
-pytestmark = [pytest.mark.xdist_group("airflow"), pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 DAYS = [2, 3, 4]  # March 2026; the simulated data-quality break falls on the 3rd
 VOLATILE = {"run_id", "started_at", "finished_at", "computed_at"}
