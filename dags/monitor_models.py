@@ -66,7 +66,10 @@ def build_monitor_dag(model: ModelConfig):
         },
     )
     def monitor():
-        @task.sensor(poke_interval=300, timeout=int(model.log_wait_minutes * 60) + 3600, mode="reschedule")
+        # The sensor does its own waiting; a retry would only repeat the same verdict.
+        @task.sensor(
+            poke_interval=300, timeout=int(model.log_wait_minutes * 60) + 3600, mode="reschedule", retries=0
+        )
         def wait_for_logs(data_interval_start=None, data_interval_end=None, params=None):
             from modelwatch import pipeline
 

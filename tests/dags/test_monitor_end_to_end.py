@@ -117,3 +117,22 @@ def test_three_days_then_a_rerun(monitored_world, warehouse_url):
     for table in TABLES:
         assert len(second[table]) == len(first[table]), table
         assert second[table].equals(first[table]), table
+
+
+def test_missing_logs_fail_the_run_naming_the_path(tmp_path, monkeypatch, dagbag_for, capfd):
+    monkeypatch.setenv("MODELWATCH_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("MODELWATCH_WAREHOUSE_URL", f"sqlite:///{tmp_path / 'warehouse.db'}")
+    raw = yaml.safe_load(settings.SHIPPED_CONFIG.read_text())
+    raw["models"] = [m for m in raw["models"] if m["name"] == "delivery_time"]
+    config_path = tmp_path / "models.yaml"
+    config_path.write_text(yaml.safe_dump(raw))
+    dag = dagbag_for(config_path).dags["monitor_delivery_time"]
+
+    run = dag.test(logical_date=pendulum.datetime(2026, 3, 3, tz="UTC"), run_conf={"wait_for_logs": False})
+
+    states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+    assert str(run.state) == "failed"
+    assert states["wait_for_logs"] == "failed"
+    assert states["extract"] == "upstream_failed"
+    missing = tmp_path / "data" / "logs" / "delivery_time" / "predictions" / "dt=2026-03-02"
+    assert f"missing {missing}" in capfd.readouterr().out
