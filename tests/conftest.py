@@ -72,3 +72,15 @@ def warehouse_engine(warehouse_url: str) -> Iterator[Engine]:
     migrate(engine)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def mlflow_store(tmp_path_factory):
+    """A real MLflow store for the module; the registry is pointed back afterwards."""
+    from modelwatch import registry
+
+    folder = tmp_path_factory.mktemp("mlflow")
+    previous = dict(registry._state)
+    registry.configure(f"sqlite:///{folder / 'mlflow.db'}")
+    yield folder
+    registry._state.update(previous)

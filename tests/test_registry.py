@@ -11,16 +11,6 @@ from modelwatch import registry
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Path:
-    """A fresh MLflow store for this module; the registry is pointed back afterwards."""
-    folder = tmp_path_factory.mktemp("mlflow")
-    previous = dict(registry._state)
-    registry.configure(f"sqlite:///{folder / 'mlflow.db'}")
-    yield folder
-    registry._state.update(previous)
-
-
-@pytest.fixture(scope="module")
 def frame() -> tuple[pd.DataFrame, np.ndarray]:
     rng = np.random.default_rng(0)
     x = pd.DataFrame({"amount": rng.normal(size=300), "country": rng.choice(["DE", "FR"], 300)})
@@ -43,7 +33,7 @@ def _pipeline(frame):
     return Pipeline([("prepare", prepare), ("model", LogisticRegression())]).fit(x, y)
 
 
-def test_round_trip_register_alias_load_predict(store, frame):
+def test_round_trip_register_alias_load_predict(mlflow_store, frame):
     pipeline = _pipeline(frame)
     assert registry.champion_version("loans") is None
     version = registry.register_model(
@@ -65,7 +55,7 @@ def test_round_trip_register_alias_load_predict(store, frame):
         np.testing.assert_array_equal(loaded.predict_proba(x), expected)
 
 
-def test_alias_moves_and_versions_are_listed(store, frame):
+def test_alias_moves_and_versions_are_listed(mlflow_store, frame):
     pipeline = _pipeline(frame)
     first = registry.register_model(
         "scores", pipeline, training_frame_info={}, metrics={}, tags={"role": "a"}
@@ -84,9 +74,9 @@ def test_alias_moves_and_versions_are_listed(store, frame):
     assert registry.list_versions("never_registered") == []
 
 
-def test_artifacts_live_next_to_the_store_not_in_the_working_directory(store, frame):
+def test_artifacts_live_next_to_the_store_not_in_the_working_directory(mlflow_store, frame):
     registry.register_model("placed", _pipeline(frame), training_frame_info={}, metrics={}, tags={})
-    artifacts = store / registry.ARTIFACT_FOLDER
+    artifacts = mlflow_store / registry.ARTIFACT_FOLDER
     assert any(artifacts.rglob("MLmodel"))
     assert not (Path.cwd() / "mlruns").exists()
 

@@ -1,4 +1,4 @@
-"""The production simulator: real files, a real MLflow store, small volumes."""
+"""The production simulator: real files, a real MLflow mlflow_store, small volumes."""
 
 from __future__ import annotations
 
@@ -118,16 +118,6 @@ def joined(root: str, model: str, days: list[str]) -> tuple[np.ndarray, np.ndarr
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    """A real MLflow store for the module; the registry is pointed back afterwards."""
-    folder = tmp_path_factory.mktemp("mlflow")
-    previous = dict(registry._state)
-    registry.configure(f"sqlite:///{folder / 'mlflow.db'}")
-    yield folder
-    registry._state.update(previous)
-
-
-@pytest.fixture(scope="module")
 def config():
     return load_config(settings.SHIPPED_CONFIG)
 
@@ -143,14 +133,14 @@ def run(config, root, **options):
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory, store, config):
+def demo(tmp_path_factory, mlflow_store, config):
     """The default schedule over 14 days, at 500 requests a day."""
     root = tmp_path_factory.mktemp("demo")
     return str(root), run(config, root, days=14)
 
 
 @pytest.fixture(scope="module")
-def clean(tmp_path_factory, store, config):
+def clean(tmp_path_factory, mlflow_store, config):
     """Six days without incidents."""
     root = tmp_path_factory.mktemp("clean")
     return str(root), run(config, root, days=6, incidents=[])
@@ -199,7 +189,7 @@ def test_gzip_and_parquet_files_are_reproducible_in_form(demo):
     assert schema.metadata is None or b"pandas" not in schema.metadata
 
 
-def test_days_are_written_in_blocks_of_bounded_size(tmp_path, store, config):
+def test_days_are_written_in_blocks_of_bounded_size(tmp_path, mlflow_store, config):
     summary = run(
         config,
         tmp_path,
@@ -215,7 +205,7 @@ def test_days_are_written_in_blocks_of_bounded_size(tmp_path, store, config):
     assert len(files) >= 6 and max(sizes) < 1300
 
 
-def test_memory_root(store, config):
+def test_memory_root(mlflow_store, config):
     root = "memory://modelwatch-simulator-test"
     summary = run(config, root, days=2, models=["credit_risk"], incidents=[])
     rows = records(root, "credit_risk", "predictions")
@@ -224,7 +214,7 @@ def test_memory_root(store, config):
     fsspec.filesystem("memory").rm("/modelwatch-simulator-test", recursive=True)
 
 
-def test_a_rerun_replaces_the_partitions_of_its_period(tmp_path, store, config):
+def test_a_rerun_replaces_the_partitions_of_its_period(tmp_path, mlflow_store, config):
     run(config, tmp_path, days=1, models=["credit_risk"], incidents=[])
     run(config, tmp_path, days=1, models=["credit_risk"], incidents=[], formats=["parquet"])
     files = partitions(str(tmp_path), "credit_risk", "predictions")[day(0)]
@@ -545,7 +535,7 @@ def test_incidents_file(tmp_path):
 
 
 def test_an_incident_naming_a_missing_feature_is_rejected_before_anything_is_written(
-    tmp_path, store, config
+    tmp_path, mlflow_store, config
 ):
     with pytest.raises(IncidentError, match="no feature"):
         run(
@@ -563,7 +553,7 @@ def _parse(*argv: str) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def test_cli_runs_and_prints_a_summary(store, capsys):
+def test_cli_runs_and_prints_a_summary(mlflow_store, capsys):
     code = simulator.run(
         _parse(
             "--days",
@@ -603,7 +593,7 @@ def test_cli_options_and_errors(capsys):
 # --- any models file
 
 
-def test_any_models_file_gets_a_generic_world(tmp_path, store):
+def test_any_models_file_gets_a_generic_world(tmp_path, mlflow_store):
     numeric = [
         {"name": f"n{i}", "type": "numeric", **bounds}
         for i, bounds in enumerate(

@@ -169,35 +169,26 @@ def mark_run_started(
     Creates the `monitoring_runs` row or resets an existing one's run id,
     status, start and finish times; its counts stay until the run loads.
     """
-    _check_bundle(RunBundle(model_name, start, end, run_id))
-    row = {
-        "model_name": model_name,
-        "interval_start": start,
-        "interval_end": end,
-        "run_id": run_id,
-        "status": "running",
-        "started_at": datetime.now(UTC),
-        "finished_at": None,
-        "failure_reason": None,
-    }
-    with engine.begin() as connection:
-        _upsert(connection, schema.monitoring_runs, row)
+    _mark_run(
+        engine, RunBundle(model_name, start, end, run_id),
+        status="running", started_at=datetime.now(UTC), finished_at=None, failure_reason=None,
+    )
 
 
 def mark_run_failed(
     engine: Engine, model_name: str, start: datetime, end: datetime, run_id: str, reason: str
 ) -> None:
     """Record that a run of `model_name` over `[start, end)` failed before loading, and why."""
-    _check_bundle(RunBundle(model_name, start, end, run_id))
-    row = {
-        "model_name": model_name,
-        "interval_start": start,
-        "interval_end": end,
-        "run_id": run_id,
-        "status": "failed",
-        "failure_reason": reason[:4000],
-        "finished_at": datetime.now(UTC),
-    }
+    _mark_run(
+        engine, RunBundle(model_name, start, end, run_id),
+        status="failed", failure_reason=reason[:4000], finished_at=datetime.now(UTC),
+    )
+
+
+def _mark_run(engine: Engine, run: RunBundle, **fields: Any) -> None:
+    """Upsert the run's `monitoring_runs` row with the given columns, counts untouched."""
+    _check_bundle(run)
+    row = {name: getattr(run, name) for name in RUN_KEYS} | fields
     with engine.begin() as connection:
         _upsert(connection, schema.monitoring_runs, row)
 
