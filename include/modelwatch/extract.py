@@ -35,6 +35,7 @@ QUARANTINE = "quarantine.parquet"
 MANIFEST = "manifest.json"
 _ROW = "_row"
 _HASH = "_hash"
+_ID = "_id_hash"
 
 
 @dataclass
@@ -93,14 +94,20 @@ class _ParquetSink:
 
 
 def _with_row_and_hash(frame: pd.DataFrame, first_row: int, content: list[str]) -> pd.DataFrame:
+    """Add a dense row number, a hash of the request id and a hash of the record's content."""
     frame = frame.copy()
     frame[_ROW] = np.arange(first_row, first_row + len(frame), dtype=np.int64)
+    frame[_ID] = pd.util.hash_array(frame["request_id"].to_numpy(dtype=object))
     frame[_HASH] = pd.util.hash_pandas_object(frame[content], index=False).to_numpy()
     return frame
 
 
 def _candidate_schema(schema: pa.Schema) -> pa.Schema:
-    return schema.append(pa.field(_ROW, pa.int64())).append(pa.field(_HASH, pa.uint64()))
+    return (
+        schema.append(pa.field(_ROW, pa.int64()))
+        .append(pa.field(_ID, pa.uint64()))
+        .append(pa.field(_HASH, pa.uint64()))
+    )
 
 
 def _remove(url: str) -> None:
@@ -109,25 +116,45 @@ def _remove(url: str) -> None:
         fs.rm(path, recursive=True)
 
 
+def _duplicate_masks(candidates: str) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Which candidate rows to keep and which to quarantine, from three integer columns.
+
+    Rows are grouped by request-id hash: a group with one content hash keeps its
+    first row (the rest are identical copies); a group with several content hashes
+    is a conflict and every row of it is quarantined. Working on hashes keeps a
+    10M-row day to a few hundred MB. Two different request ids sharing a 64-bit
+    hash would be quarantined as a conflict, never silently merged.
+    """
+    keys = pq.read_table(candidates, columns=[_ROW, _ID, _HASH], filesystem=_fs(candidates))
+    rows, ids, hashes = (keys[c].to_numpy() for c in (_ROW, _ID, _HASH))
+    del keys
+    order = np.lexsort((rows, hashes, ids))
+    ids, hashes, rows = ids[order], hashes[order], rows[order]
+    del order
+    new_id = np.ones(len(ids), dtype=bool)
+    new_id[1:] = ids[1:] != ids[:-1]
+    new_hash = new_id.copy()
+    new_hash[1:] |= hashes[1:] != hashes[:-1]
+    group = np.cumsum(new_id) - 1
+    conflicting = (np.bincount(group, weights=new_hash) > 1)[group] if len(group) else new_id
+    keep = np.zeros(len(rows), dtype=bool)
+    keep[rows[new_id & ~conflicting]] = True
+    quarantine = np.zeros(len(rows), dtype=bool)
+    quarantine[rows[conflicting]] = True
+    dropped = int((~conflicting).sum() - (new_id & ~conflicting).sum())
+    return keep, quarantine, dropped, int((new_id & conflicting).sum())
+
+
 def _dedupe_predictions(candidates: str, out: _ParquetSink, quarantine: _ParquetSink) -> tuple[int, int]:
     """Keep identical copies once; quarantine every copy of a conflicting request id."""
-    keys = pq.read_table(candidates, columns=["request_id", _ROW, _HASH], filesystem=_fs(candidates))
-    groups = keys.group_by("request_id").aggregate(
-        [(_HASH, "count_distinct"), (_ROW, "min"), (_ROW, "count")]
-    )
-    conflicting = groups.filter(pc.greater(groups[f"{_HASH}_count_distinct"], 1))
-    clean = groups.filter(pc.equal(groups[f"{_HASH}_count_distinct"], 1))
-    keep_rows = clean[f"{_ROW}_min"]
-    dropped = int(pc.sum(pc.subtract(clean[f"{_ROW}_count"], 1)).as_py() or 0)
-    conflicting_ids = conflicting["request_id"]
-    del keys, groups
+    keep, conflicting, dropped, conflicts = _duplicate_masks(candidates)
     source = pq.ParquetFile(candidates, filesystem=_fs(candidates))
     content = [n for n in out.schema.names if n not in ("source_file", "line_number")]
     for record_batch in source.iter_batches(batch_size=logs.CHUNK_ROWS):
         table = pa.Table.from_batches([record_batch])
-        kept = table.filter(pc.is_in(table[_ROW], value_set=keep_rows))
-        out.write(kept.select(out.schema.names).cast(out.schema))
-        bad = table.filter(pc.is_in(table["request_id"], value_set=conflicting_ids))
+        row_numbers = table[_ROW].to_numpy()
+        out.write(table.filter(pa.array(keep[row_numbers])).select(out.schema.names).cast(out.schema))
+        bad = table.filter(pa.array(conflicting[row_numbers]))
         if bad.num_rows:
             rows = bad.select(content).to_pylist()
             quarantine.write(
@@ -141,7 +168,7 @@ def _dedupe_predictions(candidates: str, out: _ParquetSink, quarantine: _Parquet
                     }
                 )
             )
-    return dropped, len(conflicting_ids)
+    return dropped, conflicts
 
 
 def _latest_labels(candidates: str, out: _ParquetSink) -> int:
@@ -274,8 +301,24 @@ def iter_staged(folder: str, name: str, columns: list[str] | None = None, rows: 
             yield record_batch.to_pandas()
 
 
+LOW_CARDINALITY = ("model_version", "status", "error", "prediction", "label")
+
+
 def read_staged(folder: str, name: str, columns: list[str] | None = None) -> pd.DataFrame:
-    """A whole staged file as one pandas frame."""
+    """A whole staged file as one pandas frame.
+
+    Columns with few distinct values (versions, statuses, error types, class
+    labels, categorical features, segment keys) arrive as pandas categoricals,
+    which keeps a 10M-row interval's frame small.
+    """
     fs, path = fsspec.core.url_to_fs(f"{folder}/{name}")
     with fs.open(path, "rb") as handle:
-        return pq.read_table(handle, columns=columns).to_pandas()
+        parquet = pq.ParquetFile(handle)
+        names = columns if columns is not None else parquet.schema_arrow.names
+        dictionary = [
+            n for n in names
+            if n in LOW_CARDINALITY or n.startswith((batch.CONTEXT_PREFIX, batch.FEATURE_PREFIX))
+            and pa.types.is_string(parquet.schema_arrow.field(n).type)
+        ]
+    with fs.open(path, "rb") as handle:
+        return pq.read_table(handle, columns=columns, read_dictionary=dictionary).to_pandas()

@@ -28,7 +28,7 @@ METRICS = "metrics.parquet"
 PROFILES = "profiles.parquet"
 DRIFT = "drift.parquet"
 MEASURE = "measure.json"
-PROFILE_COLUMN_GROUP = 4
+PROFILE_COLUMN_GROUP = 2
 DRIFT_SAMPLE_ROWS = 1_000_000
 
 
@@ -134,11 +134,13 @@ def _quality_for(model, folder, start, end, feedback, label_ids) -> tuple[pd.Dat
 
     columns = list(dict.fromkeys(["request_id", *metrics.quality_columns(model)]))
     predictions = extract_module.read_staged(folder, extract_module.PREDICTIONS, columns=columns)
-    labeled, _ = metrics.join_labels(predictions, feedback)
-    joined = int(labeled["label"].notna().sum())
     matched = pc.is_in(label_ids, value_set=pa.array(predictions["request_id"].astype(str))).to_numpy(
         zero_copy_only=False
     )
+    labeled, _ = metrics.join_labels(predictions, feedback)
+    del predictions
+    labeled = labeled.drop(columns="request_id")
+    joined = int(labeled["label"].notna().sum())
     return metrics.quality_metrics(labeled, model, start, end), joined, matched
 
 

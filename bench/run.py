@@ -1,0 +1,654 @@
+"""Benchmark one model's daily pipeline on a simulated day of N predictions.
+
+For each N (default 1M and 10M)::
+
+    1. simulate one day of N predictions of `bench_model` (bench/models.yaml)
+       into a fresh data folder under --out; generation is timed but is not
+       part of the pipeline;
+    2. the floor: pyarrow alone reads every prediction file of the day;
+    3. extract, validate, measure and load over that day, each stage in its
+       own subprocess, timed inside the stage function (interpreter start and
+       imports excluded), with the peak RSS of that process;
+    4. a table per N, the ratio (validate + measure + load) / raw read against
+       the 3x target, the 2048 MB peak-RSS target on the 10M day, and
+       --out/results.json.
+
+Every step runs as a child process (`python -m bench.run --child STEP`) with
+MODELWATCH_DATA_DIR, MODELWATCH_CONFIG, MODELWATCH_WAREHOUSE_URL and
+MLFLOW_TRACKING_URI set before it imports anything of modelwatch. Its peak RSS
+is the `ru_maxrss` that `os.wait4` reports for exactly that child. The
+children's stdout/stderr go to --out/logs-<N>/<step>.{out,err}; a failing step
+prints its stderr tail and the bench exits non-zero.
+
+Usage::
+
+    python -m bench.run                          # 1M and 10M rows
+    python -m bench.run --rows 1000000 --keep    # keep the data folder
+    python -m bench.run --rows 1000000 --formats parquet
+    python -m bench.run --rows 1000000 --reuse --stages measure   # re-time one stage
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+BENCH_DIR = PROJECT_ROOT / "bench"
+MODELS_FILE = BENCH_DIR / "models.yaml"
+DEFAULT_OUT = BENCH_DIR / "out"
+MODEL = "bench_model"
+DAY = date(2026, 3, 4)  # a Wednesday: the simulator's weekday factor there is 1.00
+SEED = 7
+REFERENCE_ROWS = 50_000
+DEFAULT_ROWS = (1_000_000, 10_000_000)
+DEFAULT_FORMATS = ("parquet", "jsonl.gz")
+KNOWN_FORMATS = ("jsonl", "jsonl.gz", "parquet")
+PIPELINE_STAGES = ("extract", "validate", "measure", "load")
+STAGES = ("raw", *PIPELINE_STAGES)
+TARGETED = ("validate", "measure", "load")
+RATIO_TARGET = 3.0
+RSS_TARGET_MB = 2048
+RSS_TARGET_ROWS = 10_000_000
+RESULT_TAG = "BENCH_RESULT "
+SIMULATED_MARKER = "simulated.json"
+STDERR_TAIL_LINES = 40
+
+
+# ============================================================== child processes
+#
+# Each child imports what its step needs, then times only the step itself and
+# prints one line `BENCH_RESULT {json}` on stdout.
+
+
+def _interval(spec: dict) -> tuple[datetime, datetime]:
+    start = datetime.fromisoformat(spec["start"])
+    return start, start + timedelta(days=1)
+
+
+def _staged_folder(spec: dict) -> str:
+    from modelwatch import batch
+    from modelwatch.config import load_config
+
+    start, end = _interval(spec)
+    return batch.interval_folder(load_config().staging_url, MODEL, start, end)
+
+
+def _with_warehouse(function, kwargs: dict, spec: dict) -> dict:
+    """Pass the warehouse URL explicitly when the stage takes one (no Airflow lookup)."""
+    import inspect
+
+    if "warehouse_url" in inspect.signature(function).parameters:
+        kwargs["warehouse_url"] = spec["warehouse_url"]
+    return kwargs
+
+
+def _preload(step: str) -> None:
+    """Import what the step would import lazily, so that its timing excludes imports."""
+    if step == "simulate":
+        import mlflow  # noqa: F401
+        import sklearn.ensemble  # noqa: F401
+
+        from modelwatch import registry, simulation  # noqa: F401
+        return
+    if step == "raw":
+        _warm_up_arrow()
+        return
+    import modelwatch.pipeline  # noqa: F401
+
+    if step in TARGETED:
+        import alembic.command  # noqa: F401
+        import alembic.runtime.migration  # noqa: F401
+        import alembic.script  # noqa: F401
+
+        import modelwatch.warehouse.engine  # noqa: F401
+        import modelwatch.warehouse.load  # noqa: F401
+    if step == "validate":
+        import great_expectations.data_context.types.base  # noqa: F401
+
+        from modelwatch import validation
+
+        validation._import_gx()
+    if step == "measure":
+        import modelwatch.drift  # noqa: F401
+        import modelwatch.metrics  # noqa: F401
+
+
+def _warm_up_arrow() -> None:
+    """Read a tiny Parquet and JSON document once: the first read pays one-off set-up costs."""
+    import pyarrow as pa
+    import pyarrow.json as pj
+    import pyarrow.parquet as pq
+
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.table({"x": [1, 2]}), sink)
+    pq.read_table(pa.BufferReader(sink.getvalue()))
+    pj.read_json(pa.BufferReader(b'{"x": 1}\n{"x": 2}\n'))
+
+
+def _step_simulate(spec: dict) -> dict:
+    import pandas as pd
+
+    from modelwatch import registry
+    from modelwatch.config import load_config
+    from modelwatch.simulation import simulate
+    from modelwatch.simulation.training import serve, training_data
+    from modelwatch.simulation.worlds import world_for
+
+    config = load_config()
+    registry.configure()
+    began = time.perf_counter()
+    summary = simulate(
+        config,
+        start=date.fromisoformat(spec["day"]),
+        days=1,
+        requests_per_day=spec["rows"],
+        seed=SEED,
+        incidents=[],
+        models=[MODEL],
+        formats=spec["formats"],
+        progress=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    generation = time.perf_counter() - began
+    # The drift reference: requests drawn like the training set, answered by
+    # the champion, so features, @prediction and @score all have a reference.
+    model = config.model(MODEL)
+    features, _ = training_data(world_for(model, SEED), SEED, REFERENCE_ROWS)
+    prediction, score = serve(model, registry.load_model(model.registry_name), features)
+    frame = pd.DataFrame(features)
+    frame["prediction"] = [str(int(p)) for p in prediction]
+    frame["score"] = score
+    frame.to_parquet(Path(spec["data_dir"]) / "reference.parquet", index=False)
+    totals = summary.totals()[MODEL]
+    return {
+        "generation_seconds": generation,
+        "requests": totals["requests"],
+        "errors": totals["errors"],
+        "labels": totals["labels"],
+        "files": totals["files"],
+        "reference_rows": REFERENCE_ROWS,
+    }
+
+
+def _prediction_files(spec: dict) -> list[Path]:
+    folder = Path(spec["data_dir"]) / "logs" / MODEL / "predictions" / f"dt={spec['day']}"
+    return sorted(p for p in folder.iterdir() if p.name.endswith((".parquet", ".jsonl", ".jsonl.gz")))
+
+
+def _step_raw(spec: dict) -> dict:
+    """The floor: pyarrow reads every prediction file of the day, one at a time."""
+    import pyarrow as pa
+    import pyarrow.json as pj
+    import pyarrow.parquet as pq
+
+    rows, by_format = 0, {}
+    for path in _prediction_files(spec):
+        fmt = path.name.split(".", 1)[1]
+        began = time.perf_counter()
+        if fmt == "parquet":
+            table = pq.read_table(path)
+        else:
+            with pa.input_stream(str(path), compression="detect") as stream:
+                table = pj.read_json(stream)
+        entry = by_format.setdefault(fmt, {"files": 0, "rows": 0, "seconds": 0.0, "bytes": 0})
+        entry["files"] += 1
+        entry["rows"] += table.num_rows
+        entry["seconds"] += time.perf_counter() - began
+        entry["bytes"] += path.stat().st_size
+        rows += table.num_rows
+        del table
+    return {"rows": rows, "by_format": by_format}
+
+
+def _step_extract(spec: dict) -> dict:
+    from modelwatch import pipeline
+
+    start, end = _interval(spec)
+    manifest = pipeline.extract(MODEL, start, end)
+    keys = (
+        "rows_read", "rows_valid", "rows_quarantined", "duplicates_dropped", "rows_outside_interval",
+        "labels_read", "labels_kept", "labels_quarantined", "files_read", "folder",
+    )
+    return {k: manifest.get(k) for k in keys} | {
+        "rows": manifest["rows_read"],
+        "damaged_files": len(manifest.get("damaged_files") or []),
+    }
+
+
+def _staged_rows(folder: str) -> int:
+    from modelwatch import extract
+
+    return int(extract.read_manifest(folder).rows_valid)
+
+
+def _step_validate(spec: dict) -> dict:
+    from modelwatch import pipeline
+
+    start, end = _interval(spec)
+    folder = _staged_folder(spec)
+    kwargs = _with_warehouse(pipeline.validate, {}, spec)
+    outcome = pipeline.validate(MODEL, folder, start, end, **kwargs)
+    return {
+        "rows": _staged_rows(folder),
+        "critical_failure": outcome.get("critical_failure"),
+        "failed": outcome.get("failed"),
+    }
+
+
+def _step_measure(spec: dict) -> dict:
+    from modelwatch import pipeline
+
+    start, end = _interval(spec)
+    folder = _staged_folder(spec)
+    kwargs = _with_warehouse(pipeline.measure, {}, spec)
+    outcome = pipeline.measure(MODEL, folder, start, end, **kwargs)
+    return {
+        "rows": _staged_rows(folder),
+        "labels_joined": outcome.get("labels_joined"),
+        "drift_detected": outcome.get("drift_detected"),
+        "drifted_features": outcome.get("drifted_features"),
+        "drift_summary": outcome.get("drift_summary"),
+    }
+
+
+def _step_load(spec: dict) -> dict:
+    from modelwatch import pipeline
+
+    start, end = _interval(spec)
+    folder = _staged_folder(spec)
+    kwargs = _with_warehouse(pipeline.load, {}, spec)
+    outcome = pipeline.load(MODEL, folder, start, end, spec["run_id"], **kwargs)
+    return {"rows": _staged_rows(folder), "status": outcome.get("status"), "tables": outcome.get("rows")}
+
+
+_STEPS = {
+    "simulate": _step_simulate,
+    "raw": _step_raw,
+    "extract": _step_extract,
+    "validate": _step_validate,
+    "measure": _step_measure,
+    "load": _step_load,
+}
+
+
+def _rss_now_mb() -> float:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def child_main(step: str, spec: dict) -> int:
+    import logging
+
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("great_expectations", "mlflow", "alembic", "sqlalchemy", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    began = time.perf_counter()
+    _preload(step)
+    imports = time.perf_counter() - began
+    rss_before = _rss_now_mb()
+    began = time.perf_counter()
+    payload = _STEPS[step](spec)
+    seconds = time.perf_counter() - began
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result = {
+        "step": step,
+        "seconds": seconds,
+        "import_seconds": imports,
+        "rss_after_imports_mb": rss_before,
+        "self_peak_rss_mb": peak,
+        **payload,
+    }
+    print(RESULT_TAG + json.dumps(result, default=str), flush=True)
+    return 0
+
+
+# ============================================================== the parent
+
+
+class StepFailed(RuntimeError):
+    pass
+
+
+def _environment(data_dir: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "MODELWATCH_DATA_DIR": str(data_dir),
+            "MODELWATCH_CONFIG": str(MODELS_FILE),
+            "MODELWATCH_WAREHOUSE_URL": f"sqlite:///{data_dir / 'warehouse.db'}",
+            "MLFLOW_TRACKING_URI": f"sqlite:///{data_dir / 'mlflow.db'}",
+            "GX_ANALYTICS_ENABLED": "False",
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "DO_NOT_TRACK": "true",
+            "PYTHONPATH": os.pathsep.join(
+                [str(PROJECT_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+            ),
+        }
+    )
+    return env
+
+
+def _tail(path: Path, lines: int = STDERR_TAIL_LINES) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no stderr)"
+    return "\n".join(text[-lines:]) or "(empty stderr)"
+
+
+def run_step(step: str, spec: dict, env: dict[str, str], cwd: Path, log_dir: Path) -> dict:
+    """Run one step in a child process; return its result with wall time and peak RSS."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    out_path, err_path = log_dir / f"{step}.out", log_dir / f"{step}.err"
+    command = [sys.executable, "-m", "bench.run", "--child", step, "--spec", json.dumps(spec)]
+    load_before = os.getloadavg()[0]
+    began = time.perf_counter()
+    with out_path.open("wb") as out, err_path.open("wb") as err:
+        process = subprocess.Popen(command, stdout=out, stderr=err, env=env, cwd=cwd)
+        try:
+            _, status, usage = os.wait4(process.pid, 0)
+        except KeyboardInterrupt:
+            process.kill()
+            process.wait()
+            raise
+        process.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - began
+    peak_mb = usage.ru_maxrss / 1024  # KB on Linux
+    if process.returncode != 0:
+        raise StepFailed(
+            f"step {step!r} exited with {process.returncode} after {wall:.1f} s "
+            f"(peak RSS {peak_mb:,.0f} MB); stderr tail ({err_path}):\n{_tail(err_path)}"
+        )
+    lines = [
+        line for line in out_path.read_text(errors="replace").splitlines() if line.startswith(RESULT_TAG)
+    ]
+    if not lines:
+        raise StepFailed(f"step {step!r} printed no result; stderr tail ({err_path}):\n{_tail(err_path)}")
+    result = json.loads(lines[-1][len(RESULT_TAG):])
+    result.update(
+        wall_seconds=wall,
+        peak_rss_mb=peak_mb,
+        load_average_before=load_before,
+        load_average_after=os.getloadavg()[0],
+    )
+    return result
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def _rate(rows: int | None, seconds: float | None) -> float | None:
+    if not rows or not seconds:
+        return None
+    return rows / seconds
+
+
+def bench_rows(rows: int, args: argparse.Namespace) -> dict:
+    """Simulate, read raw, run the chosen stages for one day of `rows` predictions."""
+    data_dir = (args.out / f"rows-{rows}").resolve()
+    log_dir = (args.out / f"logs-{rows}").resolve()
+    marker = data_dir / SIMULATED_MARKER
+    env = _environment(data_dir)
+    start = datetime(DAY.year, DAY.month, DAY.day, tzinfo=UTC)
+    spec = {
+        "rows": rows,
+        "day": DAY.isoformat(),
+        "start": start.isoformat(),
+        "formats": list(args.formats),
+        "data_dir": str(data_dir),
+        "warehouse_url": env["MODELWATCH_WAREHOUSE_URL"],
+        "run_id": f"bench__{rows}",
+    }
+    record: dict[str, Any] = {
+        "requested_rows": rows,
+        "day": DAY.isoformat(),
+        "formats": list(args.formats),
+        "data_dir": str(data_dir),
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "steps": {},
+    }
+    reused = False
+    if args.reuse and marker.exists():
+        simulated = json.loads(marker.read_text())
+        if simulated.get("formats") != list(args.formats):
+            raise SystemExit(
+                f"--reuse: {data_dir} holds formats {simulated.get('formats')}, not {list(args.formats)}"
+            )
+        reused = True
+        _say(f"[{rows:,}] reusing the simulated day in {data_dir}")
+    else:
+        if data_dir.exists():
+            shutil.rmtree(data_dir)
+        data_dir.mkdir(parents=True)
+        shutil.rmtree(log_dir, ignore_errors=True)
+        _say(f"[{rows:,}] simulating {DAY} ({','.join(args.formats)}) into {data_dir} ...")
+        simulated = run_step("simulate", spec, env, data_dir, log_dir)
+        simulated["formats"] = list(args.formats)
+        marker.write_text(json.dumps(simulated, indent=2))
+        _say(
+            f"[{rows:,}] simulated {simulated['requests']:,} predictions in {simulated['files']} files "
+            f"in {simulated['generation_seconds']:.1f} s"
+        )
+    record["simulate"] = simulated | {"reused": reused}
+    record["actual_rows"] = simulated["requests"]
+
+    for step in args.stages:
+        _say(f"[{rows:,}] {step} ...")
+        result = run_step(step, spec, env, data_dir, log_dir)
+        result["rows_per_second"] = _rate(result.get("rows"), result["seconds"])
+        record["steps"][step] = result
+        _say(
+            f"[{rows:,}] {step}: {result['seconds']:.2f} s, peak RSS {result['peak_rss_mb']:,.0f} MB "
+            f"(load average {result['load_average_before']:.2f} -> {result['load_average_after']:.2f})"
+        )
+    record["verdict"] = verdict(record)
+    if not (args.keep or args.reuse):
+        shutil.rmtree(data_dir, ignore_errors=True)
+        record["data_dir"] = None
+    return record
+
+
+def verdict(record: dict) -> dict:
+    steps = record["steps"]
+    out: dict[str, Any] = {}
+    if "raw" in steps and all(s in steps for s in TARGETED):
+        targeted = sum(steps[s]["seconds"] for s in TARGETED)
+        ratio = targeted / steps["raw"]["seconds"]
+        out |= {
+            "targeted_seconds": targeted,
+            "ratio": ratio,
+            "ratio_target": RATIO_TARGET,
+            "ratio_met": ratio <= RATIO_TARGET,
+        }
+    pipeline = [steps[s]["peak_rss_mb"] for s in PIPELINE_STAGES if s in steps]
+    if pipeline:
+        peak = max(pipeline)
+        out |= {
+            "pipeline_peak_rss_mb": peak,
+            "rss_target_mb": RSS_TARGET_MB,
+            "rss_below_target": peak < RSS_TARGET_MB,
+            "rss_target_applies": record["requested_rows"] >= RSS_TARGET_ROWS,
+        }
+    return out
+
+
+def table(record: dict) -> str:
+    steps, simulated = record["steps"], record["simulate"]
+    actual = record["actual_rows"]
+    if "raw" in steps:
+        files = f"{sum(e['files'] for e in steps['raw']['by_format'].values())} prediction files"
+    else:
+        files = f"{simulated['files']} log files"
+    lines = [
+        f"bench_model, {record['day']}: {actual:,} predictions "
+        f"(asked {record['requested_rows']:,}; the simulator varies volume by weekday), "
+        f"{files} ({','.join(record['formats'])}), {simulated['labels']:,} same-day labels",
+        f"generation (not part of the pipeline): {simulated['generation_seconds']:.1f} s"
+        + (" (reused)" if simulated.get("reused") else ""),
+        "",
+        f"{'stage':<10} {'seconds':>9} {'rows/s':>12} {'peak RSS MB':>12}   {'child wall s':>12}",
+        "-" * 62,
+    ]
+    names = {"raw": "raw read"}
+    for step in STAGES:
+        if step not in steps:
+            continue
+        s = steps[step]
+        rate = f"{s['rows_per_second']:,.0f}" if s.get("rows_per_second") else "-"
+        lines.append(
+            f"{names.get(step, step):<10} {s['seconds']:>9.2f} {rate:>12} {s['peak_rss_mb']:>12,.0f}"
+            f"   {s['wall_seconds']:>12.1f}"
+        )
+    v = record["verdict"]
+    lines.append("-" * 62)
+    if "ratio" in v:
+        lines.append(f"{'v+m+l':<10} {v['targeted_seconds']:>9.2f}")
+        mark = "met" if v["ratio_met"] else "MISSED"
+        lines.append(
+            f"(validate + measure + load) / raw read = {v['ratio']:.1f}x; target <= {RATIO_TARGET:g}x: {mark}"
+        )
+    if "pipeline_peak_rss_mb" in v:
+        mark = "met" if v["rss_below_target"] else "MISSED"
+        scope = "" if v["rss_target_applies"] else f" (the target is for the {RSS_TARGET_ROWS:,}-row day)"
+        lines.append(
+            f"peak RSS of the pipeline stages: {v['pipeline_peak_rss_mb']:,.0f} MB; "
+            f"target < {RSS_TARGET_MB} MB: {mark}{scope}"
+        )
+    if "raw" in steps:
+        parts = [
+            f"{fmt} {e['files']} files {e['rows']:,} rows {e['bytes'] / 2**20:,.0f} MB {e['seconds']:.2f} s"
+            for fmt, e in steps["raw"]["by_format"].items()
+        ]
+        lines.append("raw read by format: " + "; ".join(parts))
+    return "\n".join(lines)
+
+
+def _machine() -> dict:
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError):
+        memory = None
+    return {
+        "cpus": os.cpu_count(),
+        "memory_gb": round(memory, 1) if memory else None,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def _save(out: Path, records: list[dict]) -> Path:
+    path = out / "results.json"
+    previous: dict[str, Any] = {}
+    if path.exists():
+        try:
+            previous = json.loads(path.read_text())
+        except ValueError:
+            previous = {}
+    runs = previous.get("runs", {}) if isinstance(previous.get("runs"), dict) else {}
+    for record in records:
+        runs[str(record["requested_rows"])] = record
+    payload = {
+        "machine": _machine(),
+        "note": "2-core machine shared with concurrent test runs: timings are noisy",
+        "runs": runs,
+    }
+    path.write_text(json.dumps(payload, indent=2, default=str))
+    return path
+
+
+def _formats(text: str) -> tuple[str, ...]:
+    chosen = tuple(f.strip() for f in text.split(",") if f.strip())
+    unknown = [f for f in chosen if f not in KNOWN_FORMATS]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(
+            f"expected a comma-separated subset of {','.join(KNOWN_FORMATS)} (got {text!r})"
+        )
+    return chosen
+
+
+def _stages(text: str) -> tuple[str, ...]:
+    chosen = {s.strip() for s in text.split(",") if s.strip()}
+    unknown = sorted(chosen - set(STAGES))
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(
+            f"expected a comma-separated subset of {','.join(STAGES)} (got {text!r})"
+        )
+    return tuple(s for s in STAGES if s in chosen)
+
+
+def _positive(text: str) -> int:
+    value = int(text.replace("_", ""))
+    if value < 1000:
+        raise argparse.ArgumentTypeError(f"expected at least 1000 rows (got {text})")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run", description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--rows", type=_positive, nargs="+", default=list(DEFAULT_ROWS), metavar="N",
+                        help="predictions per simulated day, one run each (default: 1000000 10000000)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help=f"output folder (default {DEFAULT_OUT.relative_to(PROJECT_ROOT)})")
+    parser.add_argument("--keep", action="store_true", help="keep each data folder (logs, staging, warehouse)")
+    parser.add_argument("--formats", type=_formats, default=DEFAULT_FORMATS, metavar="F1,F2",
+                        help=f"log formats the simulator rotates through (default {','.join(DEFAULT_FORMATS)}; "
+                             "e.g. parquet for Parquet only)")
+    parser.add_argument("--stages", type=_stages, default=STAGES, metavar="S1,S2",
+                        help=f"steps to run, in order (default {','.join(STAGES)}); later stages read "
+                             "what earlier ones staged, so a subset needs --reuse of a kept folder")
+    parser.add_argument("--reuse", action="store_true",
+                        help="reuse the simulated day (and staged files) of an earlier --keep run; implies --keep")
+    parser.add_argument("--child", choices=sorted(_STEPS), help=argparse.SUPPRESS)
+    parser.add_argument("--spec", help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.child:
+        return child_main(args.child, json.loads(args.spec))
+    args.out = args.out.resolve()
+    args.out.mkdir(parents=True, exist_ok=True)
+    _say(f"machine: {_machine()}; load average {os.getloadavg()[0]:.2f} (shared, noisy)")
+    records, failed = [], None
+    for rows in args.rows:
+        try:
+            records.append(bench_rows(rows, args))
+        except StepFailed as exc:
+            failed = f"[{rows:,}] {exc}"
+            break
+        _say("")
+        _say(table(records[-1]))
+        _say("")
+    path = _save(args.out, records)
+    _say(f"results: {path}")
+    if failed:
+        print(f"bench failed: {failed}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
