@@ -214,11 +214,6 @@ def monitored_columns(model: ModelConfig) -> dict[str, str]:
     return {item.name: item.column for item in _monitored_items(model)}
 
 
-def drift_columns(model: ModelConfig) -> list[str]:
-    """Staged prediction columns `profile_features` and `detect_drift` read."""
-    return ["status", *monitored_columns(model).values()]
-
-
 def psi(reference_counts: Sequence[float], current_counts: Sequence[float]) -> float:
     """Population stability index of two histograms over the same bins.
 
@@ -258,7 +253,7 @@ def profile_features(
     Parameters
     ----------
     predictions : DataFrame
-        Staged predictions; reads `drift_columns` (``@prediction`` and
+        Staged predictions; reads ``status`` and `monitored_columns` (``@prediction`` and
         ``@score`` only when their column is present).
     model : ModelConfig
         Gives the features and their types.
@@ -410,7 +405,7 @@ def detect_drift(
     Parameters
     ----------
     predictions : DataFrame
-        Staged predictions; reads `drift_columns`.
+        Staged predictions; reads ``status`` and `monitored_columns`.
     reference : Reference
         From `reference_from_profiles` or `reference_from_frame`.
     model : ModelConfig
@@ -541,6 +536,8 @@ def _profile(
     selected = series if ok is None else series[ok]
     counts: dict[str, int] = {}
     for value, n in selected.value_counts(dropna=True, sort=False).items():
+        if not n:  # a categorical column lists categories seen only in other rows
+            continue
         category = _category(value, item.feature_type)
         counts[category] = counts.get(category, 0) + int(n)
     return _Profile(item.name, item.feature_type, row_count, None, counts, None)

@@ -97,8 +97,9 @@ def _with_row_and_hash(frame: pd.DataFrame, first_row: int, content: list[str]) 
     """Add a dense row number, a hash of the request id and a hash of the record's content."""
     frame = frame.copy()
     frame[_ROW] = np.arange(first_row, first_row + len(frame), dtype=np.int64)
-    frame[_ID] = pd.util.hash_array(frame["request_id"].to_numpy(dtype=object))
-    frame[_HASH] = pd.util.hash_pandas_object(frame[content], index=False).to_numpy()
+    # Mostly distinct values: hashing them directly beats factorizing them first.
+    frame[_ID] = pd.util.hash_array(frame["request_id"].to_numpy(dtype=object), categorize=False)
+    frame[_HASH] = pd.util.hash_pandas_object(frame[content], index=False, categorize=False).to_numpy()
     return frame
 
 
@@ -293,12 +294,19 @@ def read_manifest(folder: str) -> Manifest:
         return Manifest(**json.load(handle))
 
 
+_NULLABLE_BOOLEAN = {pa.bool_(): pd.BooleanDtype()}
+
+
 def iter_staged(folder: str, name: str, columns: list[str] | None = None, rows: int = 500_000) -> Iterator[pd.DataFrame]:
-    """Stream a staged file as pandas chunks of at most `rows` rows."""
+    """Stream a staged file as pandas chunks of at most `rows` rows.
+
+    Booleans arrive as pandas' nullable ``boolean``, not as ``object`` columns
+    of Python values, so that a chunk with null flags stays vectorised.
+    """
     fs, path = fsspec.core.url_to_fs(f"{folder}/{name}")
     with fs.open(path, "rb") as handle:
         for record_batch in pq.ParquetFile(handle).iter_batches(batch_size=rows, columns=columns):
-            yield record_batch.to_pandas()
+            yield record_batch.to_pandas(types_mapper=_NULLABLE_BOOLEAN.get)
 
 
 LOW_CARDINALITY = ("model_version", "status", "error", "prediction", "label")

@@ -28,7 +28,7 @@ METRICS = "metrics.parquet"
 PROFILES = "profiles.parquet"
 DRIFT = "drift.parquet"
 MEASURE = "measure.json"
-PROFILE_COLUMN_GROUP = 2
+PROFILE_COLUMN_GROUP = 4
 DRIFT_SAMPLE_ROWS = 1_000_000
 
 
@@ -58,19 +58,23 @@ def extract(model_name: str, start: datetime, end: datetime, config: ProjectConf
 
 # ---------------------------------------------------------------- warehouse access
 
-_MIGRATED: set[str] = set()
+_ENGINES: dict[str, object] = {}
 
 
 def warehouse_engine(url: str | None = None):
-    """An engine on the warehouse, migrated to the latest schema once per process."""
+    """The process's one engine on the warehouse, migrated to the latest schema on first use.
+
+    One engine (and connection pool) per URL and process: tasks that run in one
+    process, as under `dag.test()`, share it instead of leaving pools behind.
+    """
     from modelwatch.warehouse import engine as warehouse
 
     resolved = warehouse.warehouse_url(url)
-    engine = warehouse.get_engine(resolved)
-    if resolved not in _MIGRATED:
+    if resolved not in _ENGINES:
+        engine = warehouse.get_engine(resolved)
         warehouse.migrate(engine)
-        _MIGRATED.add(resolved)
-    return engine
+        _ENGINES[resolved] = engine
+    return _ENGINES[resolved]
 
 
 def _write_frame(folder: str, name: str, frame: pd.DataFrame) -> None:
@@ -134,9 +138,10 @@ def _quality_for(model, folder, start, end, feedback, label_ids) -> tuple[pd.Dat
 
     columns = list(dict.fromkeys(["request_id", *metrics.quality_columns(model)]))
     predictions = extract_module.read_staged(folder, extract_module.PREDICTIONS, columns=columns)
-    matched = pc.is_in(label_ids, value_set=pa.array(predictions["request_id"].astype(str))).to_numpy(
-        zero_copy_only=False
-    )
+    # Look the predictions up among the (fewer, unique) staged label ids, not the reverse.
+    found = pc.index_in(pa.array(predictions["request_id"], type=label_ids.type), value_set=label_ids)
+    matched = np.zeros(len(label_ids), dtype=bool)
+    matched[pc.drop_null(found).to_numpy()] = True
     labeled, _ = metrics.join_labels(predictions, feedback)
     del predictions
     labeled = labeled.drop(columns="request_id")
@@ -149,34 +154,28 @@ def _staged_exists(folder: str) -> bool:
     return fs.exists(path)
 
 
-def _drift_sample(folder: str, columns: list[str], max_rows: int) -> pd.DataFrame:
-    """A systematic sample of at most `max_rows` staged rows, read batch by batch."""
-    fs, path = fsspec.core.url_to_fs(f"{folder}/{extract_module.PREDICTIONS}")
-    with fs.open(path, "rb") as handle:
-        parquet = pq.ParquetFile(handle)
-        step = max(1, -(-parquet.metadata.num_rows // max_rows))
-        parts = [
-            record_batch.take(pa.array(np.arange(0, record_batch.num_rows, step)))
-            for record_batch in parquet.iter_batches(batch_size=step * 65_536, columns=columns)
-        ]
-    if not parts:
-        return pd.DataFrame({c: [] for c in columns})
-    return pa.Table.from_batches(parts).to_pandas()
-
-
-def _profiles(model: ModelConfig, folder: str, start: datetime, end: datetime) -> pd.DataFrame:
-    """Exact per-feature profiles over every row, a few columns at a time to bound memory."""
+def _profiles_and_sample(
+    model: ModelConfig, folder: str, start: datetime, end: datetime, max_rows: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Exact per-feature profiles over every row, and a systematic sample of at most
+    `max_rows` rows for the drift tests, from one read of a few columns at a time."""
     from modelwatch import drift
 
+    fs, path = fsspec.core.url_to_fs(f"{folder}/{extract_module.PREDICTIONS}")
+    with fs.open(path, "rb") as handle:
+        step = max(1, -(-pq.ParquetFile(handle).metadata.num_rows // max_rows))
     items = list(drift.monitored_columns(model).items())
-    frames = []
+    profiles, sampled = [], {}
     for i in range(0, len(items), PROFILE_COLUMN_GROUP):
         group = items[i : i + PROFILE_COLUMN_GROUP]
         chunk = extract_module.read_staged(
             folder, extract_module.PREDICTIONS, columns=["status", *(column for _, column in group)]
         )
-        frames.append(drift.profile_features(chunk, model, start, end, features=[n for n, _ in group]))
-    return pd.concat(frames, ignore_index=True)
+        profiles.append(drift.profile_features(chunk, model, start, end, features=[n for n, _ in group]))
+        picked = chunk.iloc[::step].reset_index(drop=True)
+        sampled.update({column: picked[column] for column in picked.columns})
+        del chunk, picked
+    return pd.concat(profiles, ignore_index=True), pd.DataFrame(sampled)
 
 
 def _reference(model: ModelConfig, start: datetime, engine):
@@ -226,9 +225,8 @@ def measure(model_name: str, folder: str, start: datetime, end: datetime,
         metrics.system_kpis(system, model.name, start, end, segments=metrics.segment_columns(model))
     )
     del system
-    profiles = _profiles(model, folder, start, end)
+    profiles, sample = _profiles_and_sample(model, folder, start, end, DRIFT_SAMPLE_ROWS)
     reference, reference_label = _reference(model, start, engine)
-    sample = _drift_sample(folder, drift.drift_columns(model), DRIFT_SAMPLE_ROWS)
     drift_rows, verdict = drift.detect_drift(sample, reference, model, start, end, reference_label)
 
     all_metrics = pd.concat(metric_frames, ignore_index=True)

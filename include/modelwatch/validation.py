@@ -6,10 +6,10 @@ context, nothing written to disk, analytics off); the rest run in our own code
 and report in the same shape. Names, the rows they read (all, or those whose
 status is ``ok``) and where they run:
 
-- ``column_exists:<col>`` (all, GX): every staged column is present.
+- ``column_exists:<col>`` (all, ours): every staged column is present.
 - ``type:<col>`` (all, ours): values have the staged type.
-- ``not_null:<col>`` (all, GX): request_id, timestamp, model_name,
-  model_version, status and latency_ms are never null.
+- ``not_null:<col>`` (all, GX; ours for request_id): request_id, timestamp,
+  model_name, model_version, status and latency_ms are never null.
 - ``allowed_values:status`` (all, GX): status is ``ok`` or ``error``.
 - ``score_in_unit_interval`` (all, GX): scores lie in [0, 1].
 - ``latency_non_negative`` (all, GX): latencies are at least 0.
@@ -28,6 +28,8 @@ Feature, prediction and score checks read ok rows only: an error record may
 legitimately log no features. GX's type expectations recognise neither pandas
 3's default ``str`` dtype nor timezone-aware timestamps, so column types are
 checked in our own code; so is uniqueness, because GX sees one chunk at a time.
+Column presence is a lookup in our own code too, so that GX is handed only the
+columns its expectations read: it fingerprints (hashes) every frame it is given.
 
 The staged batch arrives in chunks. Counts from every chunk are summed and each
 expectation's success is decided once, from the sums, against its ``mostly``
@@ -203,8 +205,7 @@ class _GxCounts(_Check):
     """Sums the per-chunk results of one GX expectation.
 
     Column-value expectations add their counts; the merged success is the
-    ``mostly`` test on the sums. Whole-column expectations (a column exists)
-    count the rows of a failing chunk as unexpected and fail if any chunk failed.
+    ``mostly`` test on the sums.
     """
 
     def __init__(self, mostly: float) -> None:
@@ -213,9 +214,6 @@ class _GxCounts(_Check):
         self.elements = 0
         self.unexpected = 0
         self.missing = 0
-        self.whole_column = False
-        self.failed_chunks = 0
-        self.chunks = 0
         self.examples: list[Any] = []
 
     def add(self, gx_result: Any, rows: int) -> None:
@@ -224,15 +222,7 @@ class _GxCounts(_Check):
         if error is not None:
             self.skip(rows, error)
             return
-        self.chunks += 1
         counts = gx_result.result
-        if "unexpected_count" not in counts:
-            self.whole_column = True
-            self.elements += rows
-            if not gx_result.success:
-                self.unexpected += rows
-                self.failed_chunks += 1
-            return
         self.elements += counts["element_count"]
         self.unexpected += counts["unexpected_count"]
         self.missing += counts.get("missing_count") or 0
@@ -240,11 +230,6 @@ class _GxCounts(_Check):
         self.examples += found[: EXAMPLES - len(self.examples)]
 
     def _result(self) -> _Result:
-        if self.whole_column:
-            if not self.failed_chunks:
-                return _Result(True, self.elements, 0, "present")
-            observed = f"absent from {self.failed_chunks} of {self.chunks} chunks"
-            return _Result(False, self.elements, self.unexpected, observed)
         checked = self.elements - self.missing
         success = checked - self.unexpected >= self.mostly * checked - 1e-9
         values = "non-null values" if self.missing else "values"
@@ -254,6 +239,49 @@ class _GxCounts(_Check):
         if self.examples:
             observed += ", e.g. " + ", ".join(str(v) for v in self.examples)
         return _Result(success, self.elements, self.unexpected, observed, checked=checked)
+
+
+class _ColumnExists(_Check):
+    """A column is present in every chunk; the rows of chunks lacking it are unexpected."""
+
+    def __init__(self, column: str) -> None:
+        super().__init__()
+        self.column = column
+        self.rows = 0
+        self.unexpected = 0
+        self.chunks = 0
+        self.failed_chunks = 0
+
+    def observe(self, frame: pd.DataFrame) -> None:
+        self.rows += len(frame)
+        self.chunks += 1
+        if self.column not in frame.columns:
+            self.unexpected += len(frame)
+            self.failed_chunks += 1
+
+    def _result(self) -> _Result:
+        if not self.failed_chunks:
+            return _Result(True, self.rows, 0, "present")
+        observed = f"absent from {self.failed_chunks} of {self.chunks} chunks"
+        return _Result(False, self.rows, self.unexpected, observed)
+
+
+class _NotNull(_Check):
+    """No value of a column is null."""
+
+    def __init__(self, column: str) -> None:
+        super().__init__()
+        self.columns = (column,)
+        self.rows = 0
+        self.nulls = 0
+
+    def observe(self, frame: pd.DataFrame) -> None:
+        values = frame[self.columns[0]]
+        self.rows += len(values)
+        self.nulls += int(values.isna().sum())
+
+    def _result(self) -> _Result:
+        return _Result(not self.nulls, self.rows, self.nulls, f"{self.nulls} of {self.rows} values null")
 
 
 class _DtypeCheck(_Check):
@@ -267,7 +295,7 @@ class _DtypeCheck(_Check):
         super().__init__()
         self.columns = (column,)
         self.arrow_type = arrow_type
-        self.dtype_ok, self.value_ok = _accepted_types(arrow_type)
+        self.dtype_ok, self.value_ok, self.inferred_ok = _accepted_types(arrow_type)
         self.elements = 0
         self.unexpected = 0
         self.seen: set[str] = set()
@@ -276,6 +304,8 @@ class _DtypeCheck(_Check):
         values = frame[self.columns[0]]
         self.elements += len(values)
         if values.dtype == object:
+            if pd.api.types.infer_dtype(values, skipna=True) in self.inferred_ok:
+                return
             present = values.dropna()
             wrong = present[~present.map(self.value_ok).astype(bool)]
             self.unexpected += len(wrong)
@@ -307,7 +337,8 @@ class _UniqueCheck(_Check):
 
     def observe(self, frame: pd.DataFrame) -> None:
         values = frame[self.columns[0]].dropna().reset_index(drop=True)
-        self.hashes.append(pd.util.hash_array(values.to_numpy(dtype=object)))
+        # Distinct values are the rule: hashing them directly beats factorizing them first.
+        self.hashes.append(pd.util.hash_array(values.to_numpy(dtype=object), categorize=False))
         self.chunks.append(_Repeatable(values))
 
     def _result(self) -> _Result:
@@ -332,7 +363,9 @@ class _Repeatable:
     """A chunk's values kept as compact Arrow text until a suspected repeat needs them."""
 
     def __init__(self, values: pd.Series) -> None:
-        self.values = pa.array(values.astype(str).to_numpy(dtype=object), type=pa.large_string())
+        if not pd.api.types.is_string_dtype(values.dtype):
+            values = values.astype(str)
+        self.values = pa.array(values, type=pa.large_string())
 
     def matching(self, hashes: np.ndarray, suspects: set[int]) -> pd.Series:
         picked = np.flatnonzero(np.isin(hashes, np.fromiter(suspects, dtype=np.uint64)))
@@ -448,19 +481,24 @@ class _MissingFeatures(_Check):
         return _Result(False, self.rows, self.unexpected, observed)
 
 
-def _accepted_types(arrow_type: pa.DataType) -> tuple[Callable[[Any], bool], Callable[[Any], bool]]:
-    """Tests of a dtype, and of a value in an ``object`` column, that hold ``arrow_type``."""
+def _accepted_types(
+    arrow_type: pa.DataType,
+) -> tuple[Callable[[Any], bool], Callable[[Any], bool], frozenset[str]]:
+    """Tests that hold ``arrow_type``: of a dtype, of a value in an ``object`` column,
+    and the ``infer_dtype`` verdicts of an ``object`` column needing no value-by-value test."""
     api = pd.api.types
     if pa.types.is_string(arrow_type):
-        return api.is_string_dtype, lambda v: isinstance(v, str)
+        return api.is_string_dtype, lambda v: isinstance(v, str), frozenset({"string", "empty"})
     if pa.types.is_floating(arrow_type):
-        return _is_number_dtype, _is_number
+        return _is_number_dtype, _is_number, frozenset({"floating", "integer", "mixed-integer-float", "empty"})
     if pa.types.is_integer(arrow_type):
-        return api.is_integer_dtype, lambda v: isinstance(v, int | np.integer) and not _is_bool(v)
+        integer = lambda v: isinstance(v, int | np.integer) and not _is_bool(v)  # noqa: E731
+        return api.is_integer_dtype, integer, frozenset({"integer", "empty"})
     if pa.types.is_boolean(arrow_type):
-        return api.is_bool_dtype, _is_bool
+        return api.is_bool_dtype, _is_bool, frozenset({"boolean", "empty"})
     if pa.types.is_timestamp(arrow_type):
-        return lambda d: isinstance(d, pd.DatetimeTZDtype), lambda v: isinstance(v, datetime)
+        aware = lambda d: isinstance(d, pd.DatetimeTZDtype)  # noqa: E731
+        return aware, lambda v: isinstance(v, datetime), frozenset()
     raise ValueError(f"no pandas equivalent known for staged type {arrow_type}")
 
 
@@ -550,13 +588,12 @@ def _spec(name: str, column: str = "", **kwargs: Any) -> ExpectationSpec:
     return ExpectationSpec(name=name, column_name=column, severity=severity, **kwargs)
 
 
-def _schema_specs(gx: Any, model: ModelConfig) -> list[ExpectationSpec]:
+def _schema_specs(model: ModelConfig) -> list[ExpectationSpec]:
     """Every staged column exists and holds its staged type."""
     specs = []
     for staged in prediction_schema(model):
         col = staged.name
-        exists = gx.expectations.ExpectColumnToExist(column=col)
-        specs.append(_spec(f"column_exists:{col}", col, gx_expectation=exists))
+        specs.append(_spec(f"column_exists:{col}", col, check=partial(_ColumnExists, col)))
         specs.append(_spec(f"type:{col}", col, check=partial(_DtypeCheck, col, staged.type)))
     return specs
 
@@ -564,9 +601,13 @@ def _schema_specs(gx: Any, model: ModelConfig) -> list[ExpectationSpec]:
 def _record_specs(gx: Any, model: ModelConfig) -> list[ExpectationSpec]:
     """The log contract's rules for every record, and for the answered ones."""
     ex = gx.expectations
-    specs = [
+    # GX fingerprints every frame it is given by hashing each value; for request_id,
+    # distinct on every row, that costs more than the check, which is ours.
+    specs = [_spec("not_null:request_id", "request_id", check=partial(_NotNull, "request_id"))]
+    specs += [
         _spec(f"not_null:{col}", col, gx_expectation=ex.ExpectColumnValuesToNotBeNull(column=col))
         for col in REQUIRED_COLUMNS
+        if col != "request_id"
     ]
     status = ex.ExpectColumnValuesToBeInSet(column="status", value_set=list(STATUS_VALUES))
     score = ex.ExpectColumnValuesToBeBetween(column="score", min_value=0, max_value=1)
@@ -653,7 +694,7 @@ def build_expectations(
     gx = _import_gx()
     end = _utc(interval_end, "interval_end")
     specs = (
-        _schema_specs(gx, model)
+        _schema_specs(model)
         + _record_specs(gx, model)
         + _feature_specs(gx, model)
         + _table_specs(model, expected_volume, end)
@@ -687,12 +728,13 @@ class _GxSuites:
         asset = source.add_dataframe_asset("staged_predictions")
         batch = asset.add_batch_definition_whole_dataframe("chunk")
         self.definitions: dict[str, Any] = {}
+        self.columns: dict[str, list[str]] = {}
         for scope in ("all", "ok"):
+            scoped = [s for s in specs if s.gx_expectation is not None and s.rows == scope]
             expectations = [
-                spec.gx_expectation.copy(update={"meta": {"modelwatch": spec.name}})
-                for spec in specs
-                if spec.gx_expectation is not None and spec.rows == scope
+                spec.gx_expectation.copy(update={"meta": {"modelwatch": spec.name}}) for spec in scoped
             ]
+            self.columns[scope] = list(dict.fromkeys(spec.column_name for spec in scoped))
             if expectations:
                 suite = gx.ExpectationSuite(name=f"rows_{scope}", expectations=expectations)
                 context.suites.add(suite)
@@ -705,8 +747,10 @@ class _GxSuites:
         definition = self.definitions.get(scope)
         if definition is None:
             return []
+        # A column absent from the chunk stays absent, so GX reports it as an error.
+        read = [column for column in self.columns[scope] if column in frame.columns]
         result = definition.run(
-            batch_parameters={"dataframe": frame},
+            batch_parameters={"dataframe": frame[read]},
             result_format={"result_format": "BASIC", "partial_unexpected_count": EXAMPLES},
         )
         return [(r.expectation_config.meta["modelwatch"], r) for r in result.results]

@@ -61,6 +61,7 @@ def snapshot(url: str) -> dict:
         frame = read_frame(engine, f"SELECT * FROM {table}")
         frame = frame.drop(columns=[c for c in frame.columns if c in VOLATILE])
         out[table] = frame.sort_values(list(frame.columns)).reset_index(drop=True)
+    engine.dispose()
     return out
 
 
