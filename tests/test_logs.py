@@ -188,6 +188,23 @@ def test_each_format_gives_the_same_batch(tmp_path, suffix):
     )
 
 
+def test_staged_predictions_hold_answered_rows_first(tmp_path):
+    records = [
+        prediction(f"r{i}", timestamp=f"2026-03-02T{i:02d}:00:00Z")
+        if i % 3
+        else prediction(f"r{i}", timestamp=f"2026-03-02T{i:02d}:00:00Z", status="error", error="OOM",
+                        prediction=None, score=None)
+        for i in range(12)
+    ]
+    root = str(tmp_path / "logs")
+    write_records(partition(root, "predictions", "2026-03-02") + "/a.jsonl", records)
+
+    _, staged, _ = run_extract(root, str(tmp_path / "staging"))
+
+    assert staged["status"].tolist() == ["ok"] * 8 + ["error"] * 4
+    assert staged["request_id"].tolist() == [f"r{i}" for i in range(12) if i % 3] + [f"r{i}" for i in (0, 3, 6, 9)]
+
+
 def test_memory_root_and_memory_staging():
     root = "memory://mw-test/logs"
     write_records(partition(root, "predictions", "2026-03-02") + "/a.parquet", [prediction("m1")])

@@ -173,6 +173,22 @@ def test_chunked_result_equals_unchunked(broken):
     assert chunked.critical_failure == whole.critical_failure
 
 
+def test_answered_rows_first_and_interleaved_give_the_same_result(model):
+    """Answered rows in one run are sliced, interleaved ones masked: the counts agree."""
+    frame = staged_frame(model)
+    frame.loc[frame.index[frame["status"] == "ok"][:30], "feature__income"] = np.nan
+    frame.loc[[2, 3], "feature__age"] = 500.0
+    answered_first = pd.concat([frame[frame["status"] == "ok"], frame[frame["status"] != "ok"]])
+
+    interleaved = validate(halves(frame), model).rows
+    sliced = validate(halves(answered_first), model).rows
+
+    assert set(interleaved.loc[~interleaved["success"], "expectation"]) == {
+        "null_fraction:feature__income", "range:feature__age",
+    }
+    pd.testing.assert_frame_equal(interleaved, sliced)
+
+
 def test_null_fraction_is_decided_on_merged_counts(model):
     """The first chunk alone has 15 of 95 ok rows null (> 10%); the batch has 15 of 190."""
     frame = staged_frame(model)

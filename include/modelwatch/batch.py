@@ -8,6 +8,10 @@ Extract writes a folder per model and interval under the staging root::
                                     /manifest.json         counts, damaged files, partitions
 
 Later tasks read these files; XCom carries only the folder's URL and counts.
+
+`predictions.parquet` holds the answered rows (status ``ok``) first and the
+errors after them, so that the answered rows of any chunk read from it are a
+contiguous run, which validation takes as a slice instead of a copy.
 """
 
 from __future__ import annotations

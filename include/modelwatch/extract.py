@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from typing import TypeVar
 
 import fsspec
 import numpy as np
@@ -36,6 +38,8 @@ MANIFEST = "manifest.json"
 _ROW = "_row"
 _HASH = "_hash"
 _ID = "_id_hash"
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -147,29 +151,44 @@ def _duplicate_masks(candidates: str) -> tuple[np.ndarray, np.ndarray, int, int]
 
 
 def _dedupe_predictions(candidates: str, out: _ParquetSink, quarantine: _ParquetSink) -> tuple[int, int]:
-    """Keep identical copies once; quarantine every copy of a conflicting request id."""
+    """Keep identical copies once; quarantine every copy of a conflicting request id.
+
+    Kept rows are written answered ones first, then errors (see `modelwatch.batch`).
+    """
     keep, conflicting, dropped, conflicts = _duplicate_masks(candidates)
+    for answered in (True, False):
+        for table, kept in _kept_rows(candidates, keep, answered):
+            out.write(kept.select(out.schema.names).cast(out.schema))
+            if answered:
+                _quarantine_conflicts(table.filter(pa.array(conflicting[table[_ROW].to_numpy()])), quarantine)
+    return dropped, conflicts
+
+
+def _kept_rows(candidates: str, keep: np.ndarray, answered: bool) -> Iterator[tuple[pa.Table, pa.Table]]:
+    """Each batch of candidates, and its kept rows whose status is (or is not) ``ok``."""
     source = pq.ParquetFile(candidates, filesystem=_fs(candidates))
-    content = [n for n in out.schema.names if n not in ("source_file", "line_number")]
     for record_batch in source.iter_batches(batch_size=logs.CHUNK_ROWS):
         table = pa.Table.from_batches([record_batch])
-        row_numbers = table[_ROW].to_numpy()
-        out.write(table.filter(pa.array(keep[row_numbers])).select(out.schema.names).cast(out.schema))
-        bad = table.filter(pa.array(conflicting[row_numbers]))
-        if bad.num_rows:
-            rows = bad.select(content).to_pylist()
-            quarantine.write(
-                pd.DataFrame(
-                    {
-                        "kind": "predictions",
-                        "source_file": bad["source_file"].to_pylist(),
-                        "line_number": bad["line_number"].to_pylist(),
-                        "reason": "conflicting_duplicate",
-                        "raw": [json.dumps(r, default=str, sort_keys=True) for r in rows],
-                    }
-                )
-            )
-    return dropped, conflicts
+        is_ok = pc.equal(table["status"], "ok")
+        wanted = pc.and_(pa.array(keep[table[_ROW].to_numpy()]), is_ok if answered else pc.invert(is_ok))
+        yield table, table.filter(wanted)
+
+
+def _quarantine_conflicts(bad: pa.Table, quarantine: _ParquetSink) -> None:
+    if not bad.num_rows:
+        return
+    content = [n for n in bad.schema.names if n not in ("source_file", "line_number", _ROW, _ID, _HASH)]
+    quarantine.write(
+        pd.DataFrame(
+            {
+                "kind": "predictions",
+                "source_file": bad["source_file"].to_pylist(),
+                "line_number": bad["line_number"].to_pylist(),
+                "reason": "conflicting_duplicate",
+                "raw": [json.dumps(r, default=str, sort_keys=True) for r in bad.select(content).to_pylist()],
+            }
+        )
+    )
 
 
 def _latest_labels(candidates: str, out: _ParquetSink) -> int:
@@ -295,18 +314,38 @@ def read_manifest(folder: str) -> Manifest:
 
 
 _NULLABLE_BOOLEAN = {pa.bool_(): pd.BooleanDtype()}
+_EXHAUSTED = object()
+
+
+def prefetched(items: Iterable[T]) -> Iterator[T]:
+    """Yield from `items`, producing the next item in a background thread meanwhile.
+
+    Parquet decoding releases the GIL, so reading the next chunk overlaps the
+    work on the current one. At most two items are alive at a time; an
+    exception raised while producing an item is raised here.
+    """
+    iterator = iter(items)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelwatch-prefetch") as pool:
+        pending = pool.submit(next, iterator, _EXHAUSTED)
+        while (item := pending.result()) is not _EXHAUSTED:
+            pending = pool.submit(next, iterator, _EXHAUSTED)
+            yield item
 
 
 def iter_staged(folder: str, name: str, columns: list[str] | None = None, rows: int = 500_000) -> Iterator[pd.DataFrame]:
-    """Stream a staged file as pandas chunks of at most `rows` rows.
+    """Stream a staged file as pandas chunks of at most `rows` rows, reading ahead.
 
     Booleans arrive as pandas' nullable ``boolean``, not as ``object`` columns
     of Python values, so that a chunk with null flags stays vectorised.
     """
-    fs, path = fsspec.core.url_to_fs(f"{folder}/{name}")
-    with fs.open(path, "rb") as handle:
-        for record_batch in pq.ParquetFile(handle).iter_batches(batch_size=rows, columns=columns):
-            yield record_batch.to_pandas(types_mapper=_NULLABLE_BOOLEAN.get)
+
+    def chunks() -> Iterator[pd.DataFrame]:
+        fs, path = fsspec.core.url_to_fs(f"{folder}/{name}")
+        with fs.open(path, "rb") as handle:
+            for record_batch in pq.ParquetFile(handle).iter_batches(batch_size=rows, columns=columns):
+                yield record_batch.to_pandas(types_mapper=_NULLABLE_BOOLEAN.get)
+
+    yield from prefetched(chunks())
 
 
 LOW_CARDINALITY = ("model_version", "status", "error", "prediction", "label")

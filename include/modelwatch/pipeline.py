@@ -165,12 +165,15 @@ def _profiles_and_sample(
     with fs.open(path, "rb") as handle:
         step = max(1, -(-pq.ParquetFile(handle).metadata.num_rows // max_rows))
     items = list(drift.monitored_columns(model).items())
-    profiles, sampled = [], {}
-    for i in range(0, len(items), PROFILE_COLUMN_GROUP):
-        group = items[i : i + PROFILE_COLUMN_GROUP]
-        chunk = extract_module.read_staged(
+    groups = [items[i : i + PROFILE_COLUMN_GROUP] for i in range(0, len(items), PROFILE_COLUMN_GROUP)]
+    reads = (
+        extract_module.read_staged(
             folder, extract_module.PREDICTIONS, columns=["status", *(column for _, column in group)]
         )
+        for group in groups
+    )
+    profiles, sampled = [], {}
+    for group, chunk in zip(groups, extract_module.prefetched(reads), strict=True):
         profiles.append(drift.profile_features(chunk, model, start, end, features=[n for n, _ in group]))
         picked = chunk.iloc[::step].reset_index(drop=True)
         sampled.update({column: picked[column] for column in picked.columns})

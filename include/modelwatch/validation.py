@@ -757,9 +757,18 @@ class _GxSuites:
 
 
 def _ok_rows(chunk: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
-    """The answered rows of a chunk, restricted to the columns the ok-row checks read."""
+    """The answered rows of a chunk, restricted to the columns the ok-row checks read.
+
+    Staged batches hold answered rows first (`modelwatch.batch`); a chunk whose
+    answered rows are one contiguous run is sliced, not copied.
+    """
     present = [col for col in columns if col in chunk.columns]
-    return chunk.loc[chunk["status"] == "ok", present]
+    answered = chunk["status"].eq("ok").to_numpy(dtype=bool, na_value=False)
+    first = int(answered.argmax()) if len(answered) else 0
+    run = slice(first, first + int(answered.sum()))
+    if answered[run].all():
+        return chunk[present].iloc[run]
+    return chunk.loc[answered, present]
 
 
 def _feed(
