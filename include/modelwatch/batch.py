@@ -19,6 +19,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from modelwatch.config import ModelConfig
 
@@ -106,3 +107,28 @@ def prediction_schema(model: ModelConfig) -> pa.Schema:
 def interval_folder(staging_url: str, model_name: str, start: datetime, end: datetime) -> str:
     stamp = "%Y%m%dT%H%M%SZ"
     return f"{staging_url.rstrip('/')}/{model_name}/{start:{stamp}}--{end:{stamp}}"
+
+
+def streaming_parquet(source, **kwargs) -> pq.ParquetFile:
+    """A Parquet file opened for reading batch by batch.
+
+    pyarrow's pre-buffering keeps every column chunk it has fetched until the
+    file is closed, so a batch-by-batch read of a 10M-row file would hold the
+    whole file in memory; it is switched off here.
+    """
+    return pq.ParquetFile(source, pre_buffer=False, **kwargs)
+
+
+def return_freed_memory_promptly() -> None:
+    """Make Arrow hand freed buffers back to the operating system at once.
+
+    Arrow's default allocator keeps freed pages for reuse; reading a 10M-row
+    interval column by column, that retained memory more than doubled the
+    peak RSS of a task. jemalloc with no decay delay releases them as soon as
+    they are freed. Builds of pyarrow without jemalloc keep their default.
+    """
+    try:
+        pa.set_memory_pool(pa.jemalloc_memory_pool())
+        pa.jemalloc_set_decay_ms(0)
+    except NotImplementedError:
+        pass

@@ -166,7 +166,7 @@ def _dedupe_predictions(candidates: str, out: _ParquetSink, quarantine: _Parquet
 
 def _kept_rows(candidates: str, keep: np.ndarray, answered: bool) -> Iterator[tuple[pa.Table, pa.Table]]:
     """Each batch of candidates, and its kept rows whose status is (or is not) ``ok``."""
-    source = pq.ParquetFile(candidates, filesystem=_fs(candidates))
+    source = batch.streaming_parquet(candidates, filesystem=_fs(candidates))
     for record_batch in source.iter_batches(batch_size=logs.CHUNK_ROWS):
         table = pa.Table.from_batches([record_batch])
         is_ok = pc.equal(table["status"], "ok")
@@ -342,7 +342,7 @@ def iter_staged(folder: str, name: str, columns: list[str] | None = None, rows: 
     def chunks() -> Iterator[pd.DataFrame]:
         fs, path = fsspec.core.url_to_fs(f"{folder}/{name}")
         with fs.open(path, "rb") as handle:
-            for record_batch in pq.ParquetFile(handle).iter_batches(batch_size=rows, columns=columns):
+            for record_batch in batch.streaming_parquet(handle).iter_batches(batch_size=rows, columns=columns):
                 yield record_batch.to_pandas(types_mapper=_NULLABLE_BOOLEAN.get)
 
     yield from prefetched(chunks())
@@ -368,4 +368,6 @@ def read_staged(folder: str, name: str, columns: list[str] | None = None) -> pd.
             and pa.types.is_string(parquet.schema_arrow.field(n).type)
         ]
     with fs.open(path, "rb") as handle:
-        return pq.read_table(handle, columns=columns, read_dictionary=dictionary).to_pandas()
+        table = pq.read_table(handle, columns=columns, read_dictionary=dictionary, pre_buffer=False)
+    # Each Arrow column is released as soon as it is converted.
+    return table.to_pandas(split_blocks=True, self_destruct=True)

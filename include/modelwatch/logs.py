@@ -23,7 +23,6 @@ import fsspec
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from modelwatch import batch
 from modelwatch.config import ModelConfig
@@ -322,7 +321,7 @@ def _iter_parquet_chunks(fs, path, fields, feature_names, context_names, damage)
     first_row = 0
     try:
         with fs.open(path, "rb") as handle:
-            parquet = pq.ParquetFile(handle)
+            parquet = batch.streaming_parquet(handle)
             for record_batch in parquet.iter_batches(batch_size=CHUNK_ROWS):
                 yield _parquet_chunk(path, record_batch, first_row, fields, feature_names, context_names)
                 first_row += record_batch.num_rows

@@ -51,6 +51,7 @@ def missing_partitions(model_name: str, start: datetime, end: datetime) -> list[
 
 def extract(model_name: str, start: datetime, end: datetime, config: ProjectConfig | None = None) -> dict:
     """Stage the interval's batch; returns the manifest as a small dictionary."""
+    batch.return_freed_memory_promptly()
     config, model = _model(model_name, config)
     manifest = extract_module.extract_interval(model, _utc(start), _utc(end), config.staging_url)
     return manifest.to_dict()
@@ -97,6 +98,7 @@ def _read_frame(folder: str, name: str) -> pd.DataFrame | None:
 def validate(model_name: str, folder: str, start: datetime, end: datetime,
              config: ProjectConfig | None = None, warehouse_url: str | None = None) -> dict:
     """Run the model's data-quality suite over the staged batch, chunk by chunk."""
+    batch.return_freed_memory_promptly()
     from modelwatch import validation
     from modelwatch.warehouse import load
 
@@ -175,7 +177,8 @@ def _profiles_and_sample(
     profiles, sampled = [], {}
     for group, chunk in zip(groups, extract_module.prefetched(reads), strict=True):
         profiles.append(drift.profile_features(chunk, model, start, end, features=[n for n, _ in group]))
-        picked = chunk.iloc[::step].reset_index(drop=True)
+        # A strided slice is a view: copied, it no longer keeps every row in memory.
+        picked = (chunk if step == 1 else chunk.iloc[::step].copy()).reset_index(drop=True)
         sampled.update({column: picked[column] for column in picked.columns})
         del chunk, picked
     return pd.concat(profiles, ignore_index=True), pd.DataFrame(sampled)
@@ -200,6 +203,7 @@ def _reference(model: ModelConfig, start: datetime, engine):
 def measure(model_name: str, folder: str, start: datetime, end: datetime,
             config: ProjectConfig | None = None, warehouse_url: str | None = None) -> dict:
     """Quality metrics (this interval and the K before it), system KPIs, profiles and drift."""
+    batch.return_freed_memory_promptly()
     from modelwatch import drift, metrics
 
     config, model = _model(model_name, config)
