@@ -725,7 +725,6 @@ class _GxSuites:
             ),
         )
         source = context.data_sources.add_pandas("modelwatch")
-        self.engine = source.get_execution_engine()
         asset = source.add_dataframe_asset("staged_predictions")
         batch = asset.add_batch_definition_whole_dataframe("chunk")
         self.definitions: dict[str, Any] = {}
@@ -754,10 +753,6 @@ class _GxSuites:
             batch_parameters={"dataframe": frame[read]},
             result_format={"result_format": "BASIC", "partial_unexpected_count": EXAMPLES},
         )
-        # The engine keeps every batch it has loaded; without this, every chunk
-        # of a long interval would stay in memory until the end.
-        self.engine.batch_manager.reset_batch_cache()
-        self.engine.batch_manager.batch_data_cache.clear()
         return [(r.expectation_config.meta["modelwatch"], r) for r in result.results]
 
 
