@@ -213,6 +213,23 @@ def test_profile_rows_hold_exact_summaries_and_a_sample():
     assert again.profile.tolist() == rows.profile.tolist()
 
 
+def test_categorical_columns_profile_like_plain_text():
+    """Staged reads give categoricals (with categories only error rows use): same counts."""
+    frame = _served(5_000, 17)
+    errors = frame.index[frame.status == "error"][:5]
+    frame.loc[errors, "feature__c0"] = "only_in_errors"
+    frame.loc[frame.index[frame.status == "ok"][:7], "feature__c0"] = None
+    as_categories = frame.astype({c: "category" for c in frame.columns if frame[c].dtype != float})
+
+    plain = drift.profile_features(frame, _model(), START, END)
+    categorical = drift.profile_features(as_categories, _model(), START, END)
+
+    pd.testing.assert_frame_equal(plain, categorical)
+    counts = json.loads(plain.set_index("feature").loc["c0", "profile"])["counts"]
+    assert "only_in_errors" not in counts
+    assert sum(counts.values()) == (frame.status == "ok").sum() - 7
+
+
 def test_reference_pools_profiles_of_several_intervals():
     model = _model()
     first = drift.profile_features(_served(3_000, 16), model, START, END, sample_size=1_000)

@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -533,14 +533,29 @@ def _profile(
         values = values[np.isfinite(values)]
         sample = None if sample_size is None else _sample(values, sample_size, seed, item.name)
         return _Profile(item.name, "numeric", row_count, values, None, sample)
-    selected = series if ok is None else series[ok]
     counts: dict[str, int] = {}
-    for value, n in selected.value_counts(dropna=True, sort=False).items():
+    for value, n in _value_counts(series, ok):
         if not n:  # a categorical column lists categories seen only in other rows
             continue
         category = _category(value, item.feature_type)
         counts[category] = counts.get(category, 0) + int(n)
     return _Profile(item.name, item.feature_type, row_count, None, counts, None)
+
+
+def _value_counts(series: pd.Series, ok: np.ndarray | None) -> Iterable[tuple[Any, int]]:
+    """(value, count) of the non-null values of the selected rows.
+
+    A categorical column is counted from its integer codes, without first
+    copying the selected rows.
+    """
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        codes = series.cat.codes.to_numpy()
+        if ok is not None:
+            codes = codes[ok]
+        counts = np.bincount(codes[codes >= 0], minlength=len(series.cat.categories))
+        return zip(series.cat.categories, counts.tolist())
+    selected = series if ok is None else series[ok]
+    return selected.value_counts(dropna=True, sort=False).items()
 
 
 def _category(value: Any, feature_type: str) -> str:

@@ -342,16 +342,22 @@ def iter_raw_chunks(
 # ---------------------------------------------------------------- value checks
 
 
+# Element-wise comparisons of object arrays run in numpy's C loop; a Python
+# function mapped over every value of every field cost most of an extract.
+_type_of = np.frompyfunc(type, 1, 1)
+
+
 def _types(series: pd.Series) -> pd.Series:
-    return series.map(type)
+    return pd.Series(_type_of(series.to_numpy(dtype=object)), index=series.index, dtype=object)
 
 
 def _is_missing(series: pd.Series) -> pd.Series:
-    return series.map(lambda v: v is _MISSING)
+    return pd.Series(series.to_numpy(dtype=object) == _MISSING, index=series.index)
 
 
 def _is_null(series: pd.Series) -> pd.Series:
-    return series.map(lambda v: v is None or v is _MISSING)
+    values = series.to_numpy(dtype=object)
+    return pd.Series((values == None) | (values == _MISSING), index=series.index)  # noqa: E711
 
 
 def _is_number(series: pd.Series) -> pd.Series:
