@@ -356,7 +356,8 @@ def read_staged(folder: str, name: str, columns: list[str] | None = None) -> pd.
 
     Columns with few distinct values (versions, statuses, error types, class
     labels, categorical features, segment keys) arrive as pandas categoricals,
-    which keeps a 10M-row interval's frame small.
+    which keeps a 10M-row interval's frame small; booleans arrive as nullable
+    ``boolean``, as in `iter_staged`.
     """
     fs, path = fsspec.core.url_to_fs(f"{folder}/{name}")
     with fs.open(path, "rb") as handle:
@@ -370,4 +371,4 @@ def read_staged(folder: str, name: str, columns: list[str] | None = None) -> pd.
     with fs.open(path, "rb") as handle:
         table = pq.read_table(handle, columns=columns, read_dictionary=dictionary, pre_buffer=False)
     # Each Arrow column is released as soon as it is converted.
-    return table.to_pandas(split_blocks=True, self_destruct=True)
+    return table.to_pandas(split_blocks=True, self_destruct=True, types_mapper=_NULLABLE_BOOLEAN.get)

@@ -353,7 +353,7 @@ def quality_metrics(
     for grouping in _groupings(labeled, segments):
         group = grouping.restrict(ok)
         served = np.bincount(group.codes, minlength=group.size)
-        labeled_count = np.bincount(group.codes, weights=has_label, minlength=group.size)
+        labeled_count = _count(group.codes, has_label, group.size)
         coverage = _ratio(labeled_count, served)
         frames.append(_rows(model.name, start, end, "quality", group, measure(group), coverage))
     return pd.concat(frames, ignore_index=True)
@@ -411,7 +411,7 @@ def system_kpis(
     frames = []
     for grouping in _groupings(predictions, segments):
         requests = np.bincount(grouping.codes, minlength=grouping.size)
-        errors = np.bincount(grouping.codes, weights=failed, minlength=grouping.size)
+        errors = _count(grouping.codes, failed, grouping.size)
         measured = [
             GroupedMetric("request_count", requests.astype(float), requests),
             GroupedMetric("error_rate", _ratio(errors, requests), requests),
@@ -508,7 +508,7 @@ def _binary_measure(
 
     def measure(group: Grouping) -> list[GroupedMetric]:
         def count(mask: np.ndarray) -> np.ndarray:
-            return np.bincount(group.codes, weights=mask, minlength=group.size)
+            return _count(group.codes, mask, group.size)
 
         n = count(judged)
         tp = count(judged & actual & predicted)
@@ -554,7 +554,7 @@ def _grouped_auc(
     `order` sorts `score`; undefined (NaN) where a group lacks either class.
     """
     n = np.bincount(codes, minlength=size)
-    positives = np.bincount(codes, weights=actual, minlength=size)
+    positives = _count(codes, actual, size)
     negatives = n - positives
     if len(score) == 0:
         return np.full(size, np.nan)
@@ -694,6 +694,15 @@ def _error_counts(
 def _flag(values: pd.Series) -> np.ndarray:
     """A boolean Series as a numpy mask, null counting as False."""
     return values.to_numpy(dtype=bool, na_value=False)
+
+
+def _count(codes: np.ndarray, mask: np.ndarray, size: int) -> np.ndarray:
+    """Rows of each group where `mask` holds, as floats.
+
+    Counting the selected codes is several times faster than weighting every
+    row by the mask, which first turns a 10M-row mask into 80 MB of floats.
+    """
+    return np.bincount(codes[mask], minlength=size).astype(float)
 
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
