@@ -109,7 +109,7 @@ class DataQualityConfig(_Strict):
     freshness_max_lag_minutes: float = Field(
         120, gt=0, description="latest record may be at most this far before the interval end"
     )
-    chunk_rows: int = Field(250_000, ge=1_000)
+    chunk_rows: int = Field(500_000, ge=1_000)
 
 
 class MetricThreshold(_Strict):
