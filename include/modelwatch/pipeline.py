@@ -98,10 +98,10 @@ def _read_frame(folder: str, name: str) -> pd.DataFrame | None:
 def validate(model_name: str, folder: str, start: datetime, end: datetime,
              config: ProjectConfig | None = None, warehouse_url: str | None = None) -> dict:
     """Run the model's data-quality suite over the staged batch, chunk by chunk."""
-    batch.return_freed_memory_promptly()
     from modelwatch import validation
     from modelwatch.warehouse import load
 
+    batch.return_freed_memory_promptly()
     _, model = _model(model_name, config)
     start, end = _utc(start), _utc(end)
     volumes = load.recent_volumes(
@@ -203,9 +203,9 @@ def _reference(model: ModelConfig, start: datetime, engine):
 def measure(model_name: str, folder: str, start: datetime, end: datetime,
             config: ProjectConfig | None = None, warehouse_url: str | None = None) -> dict:
     """Quality metrics (this interval and the K before it), system KPIs, profiles and drift."""
-    batch.return_freed_memory_promptly()
     from modelwatch import drift, metrics
 
+    batch.return_freed_memory_promptly()
     config, model = _model(model_name, config)
     start, end = _utc(start), _utc(end)
     engine = warehouse_engine(warehouse_url)
