@@ -14,6 +14,7 @@ def test_freed_arrow_memory_goes_back_through_jemalloc():
     except NotImplementedError:
         pytest.skip("this pyarrow build has no jemalloc")
     previous = pa.default_memory_pool()
+    pa.set_memory_pool(pa.system_memory_pool())
     try:
         batch.return_freed_memory_promptly()
         assert pa.default_memory_pool().backend_name == "jemalloc"
