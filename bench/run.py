@@ -50,7 +50,6 @@ DEFAULT_OUT = BENCH_DIR / "out"
 MODEL = "bench_model"
 DAY = date(2026, 3, 4)  # a Wednesday: the simulator's weekday factor there is 1.00
 SEED = 7
-REFERENCE_ROWS = 50_000
 DEFAULT_ROWS = (1_000_000, 10_000_000)
 DEFAULT_FORMATS = ("parquet", "jsonl.gz")
 KNOWN_FORMATS = ("jsonl", "jsonl.gz", "parquet")
@@ -137,13 +136,10 @@ def _warm_up_arrow() -> None:
 
 
 def _step_simulate(spec: dict) -> dict:
-    import pandas as pd
-
     from modelwatch import registry
     from modelwatch.config import load_config
     from modelwatch.simulation import simulate
-    from modelwatch.simulation.training import serve, training_data
-    from modelwatch.simulation.worlds import world_for
+    from modelwatch.simulation.training import REFERENCE_ROWS
 
     config = load_config()
     registry.configure()
@@ -160,15 +156,6 @@ def _step_simulate(spec: dict) -> dict:
         progress=lambda line: print(line, file=sys.stderr, flush=True),
     )
     generation = time.perf_counter() - began
-    # The drift reference: requests drawn like the training set, answered by
-    # the champion, so features, @prediction and @score all have a reference.
-    model = config.model(MODEL)
-    features, _ = training_data(world_for(model, SEED), SEED, REFERENCE_ROWS)
-    prediction, score = serve(model, registry.load_model(model.registry_name), features)
-    frame = pd.DataFrame(features)
-    frame["prediction"] = [str(int(p)) for p in prediction]
-    frame["score"] = score
-    frame.to_parquet(Path(spec["data_dir"]) / "reference.parquet", index=False)
     totals = summary.totals()[MODEL]
     return {
         "generation_seconds": generation,

@@ -40,6 +40,15 @@ def _pg_admin_engine() -> Engine:
     return engine
 
 
+@pytest.fixture(scope="session", autouse=True)
+def isolated_data_dir(tmp_path_factory) -> Iterator[None]:
+    """Relative roots (logs, staging, reference datasets) land in a temporary folder, never ./data."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("MODELWATCH_DATA_DIR", str(tmp_path_factory.mktemp("data")))
+    yield
+    patch.undo()
+
+
 @pytest.fixture
 def postgres_database() -> Iterator[str]:
     """URL of a fresh, uniquely named PostgreSQL database, dropped after the test."""

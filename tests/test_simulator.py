@@ -214,6 +214,22 @@ def test_memory_root(mlflow_store, config):
     fsspec.filesystem("memory").rm("/modelwatch-simulator-test", recursive=True)
 
 
+def test_a_configured_reference_dataset_is_written(tmp_path, mlflow_store, config):
+    from modelwatch import drift
+
+    run(config, tmp_path, days=1, incidents=[])
+
+    delivery = config.model("delivery_time")
+    reference = pq.read_table(settings.resolve_root(delivery.reference.dataset)).to_pandas()
+    assert len(reference) == 50_000
+    assert set(reference.columns) == {f.name for f in delivery.features} | {"prediction"}
+    assert reference["prediction"].between(0, 200).all()
+    built = drift.reference_from_frame(reference, delivery)
+    assert set(built.features) == set(drift.monitored_columns(delivery))
+    # credit_risk compares against its trailing intervals: nothing to write for it.
+    assert config.model("credit_risk").reference.dataset is None
+
+
 def test_a_rerun_replaces_the_partitions_of_its_period(tmp_path, mlflow_store, config):
     run(config, tmp_path, days=1, models=["credit_risk"], incidents=[])
     run(config, tmp_path, days=1, models=["credit_risk"], incidents=[], formats=["parquet"])

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from modelwatch import registry
+from modelwatch import registry, settings
 from modelwatch.config import ModelConfig, ProjectConfig
 from modelwatch.simulation import traffic
 from modelwatch.simulation.feedback import Answered, by_partition, day_labels
@@ -32,7 +32,7 @@ from modelwatch.simulation.incidents import (
 from modelwatch.simulation.quality import CUT_BLOCK, LATE_BLOCK, QualityBreak, truncate
 from modelwatch.simulation.records import Batch, feedback_table, prediction_table
 from modelwatch.simulation.serving import ModelRun, serve_block
-from modelwatch.simulation.training import ServedModel, ensure_version
+from modelwatch.simulation.training import ServedModel, ensure_version, write_reference
 from modelwatch.simulation.worlds import world_for
 
 log = logging.getLogger(__name__)
@@ -366,6 +366,10 @@ def simulate_model(
     versions = _Versions(run)
     champion = versions.baseline.version
     registry.set_champion(model.registry_name, champion)
+    if model.reference.dataset:
+        url = settings.resolve_root(model.reference.dataset)
+        rows = write_reference(model, run.world, seed, versions.baseline.pipeline, url)
+        progress(f"{model.name}: drift reference of {rows:,} requests written to {url}")
     summary = ModelSummary(model.name, sink.root, versions.baseline.version, champion)
     for index in range(period.days):
         sink.clear(model.name, period.day(index))

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import version as package_version
 from typing import Any
 
+import fsspec
 import numpy as np
 import pandas as pd
 
@@ -29,6 +30,7 @@ from modelwatch.simulation.traffic import MINUTE_SHARE, MINUTES_PER_DAY
 from modelwatch.simulation.worlds import Arrays, World, stable_hash
 
 TRAINING_ROWS = 20_000
+REFERENCE_ROWS = 50_000
 BAD_VERSION_ROWS = 5_000
 HOLDOUT_SHARE = 0.25
 THRESHOLD = 0.5
@@ -225,3 +227,24 @@ def ensure_version(
         model.registry_name, pipeline, training_frame_info=info, metrics=metrics, tags=tags
     )
     return ServedModel(version, pipeline, role, reused=False, metrics=metrics)
+
+
+def write_reference(model: ModelConfig, world: World, seed: int, pipeline: Any, url: str) -> int:
+    """Write the model's drift reference: training-like requests answered by `pipeline`.
+
+    One column per feature plus ``prediction`` (and ``score`` for classifiers),
+    as `modelwatch.drift.reference_from_frame` reads it. Returns the rows written.
+    """
+    features, _ = training_data(world, seed, REFERENCE_ROWS)
+    prediction, score = serve(model, pipeline, features)
+    frame = pd.DataFrame(features)
+    if model.task == "binary_classification":
+        frame["prediction"] = [str(int(p)) for p in prediction]
+        frame["score"] = score
+    else:
+        frame["prediction"] = prediction
+    fs, path = fsspec.core.url_to_fs(url)
+    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+    with fs.open(path, "wb") as handle:
+        frame.to_parquet(handle, index=False)
+    return len(frame)
