@@ -228,6 +228,8 @@ def test_a_configured_reference_dataset_is_written(tmp_path, mlflow_store, confi
     assert set(built.features) == set(drift.monitored_columns(delivery))
     # credit_risk compares against its trailing intervals: nothing to write for it.
     assert config.model("credit_risk").reference.dataset is None
+    written = fsspec.filesystem("file").find(settings.resolve_root("reference"))
+    assert [path.rsplit("/", 1)[1] for path in written] == ["delivery_time.parquet"]
 
 
 def test_a_rerun_replaces_the_partitions_of_its_period(tmp_path, mlflow_store, config):

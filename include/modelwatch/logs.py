@@ -13,7 +13,6 @@ from __future__ import annotations
 import gzip
 import json
 import logging
-import math
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field

@@ -140,14 +140,14 @@ def _quality_for(model, folder, start, end, feedback, label_ids) -> tuple[pd.Dat
 
     columns = list(dict.fromkeys(["request_id", *metrics.quality_columns(model)]))
     predictions = extract_module.read_staged(folder, extract_module.PREDICTIONS, columns=columns)
-    # Look the predictions up among the (fewer, unique) staged label ids, not the reverse.
-    found = pc.index_in(pa.array(predictions["request_id"], type=label_ids.type), value_set=label_ids)
-    matched = np.zeros(len(label_ids), dtype=bool)
-    matched[pc.drop_null(found).to_numpy()] = True
     labeled, _ = metrics.join_labels(predictions, feedback)
     del predictions
+    # The join already found each label's prediction: the few labeled ids say which labels matched.
+    has_label = labeled["label"].notna()
+    joined_ids = pa.array(labeled.loc[has_label, "request_id"], type=label_ids.type)
+    matched = pc.is_in(label_ids, value_set=joined_ids).to_numpy(zero_copy_only=False)
     labeled = labeled.drop(columns="request_id")
-    joined = int(labeled["label"].notna().sum())
+    joined = int(has_label.sum())
     return metrics.quality_metrics(labeled, model, start, end), joined, matched
 
 
