@@ -15,7 +15,7 @@ export DO_NOT_TRACK := true
 # `airflow standalone` starts its parts by running `airflow` from PATH.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install airflow-db demo simulate test airflow bench clean
+.PHONY: install airflow-db demo simulate test lint airflow bench clean
 
 install: $(STAMP)
 
@@ -42,6 +42,9 @@ demo: airflow-db
 test: airflow-db
 	$(BIN)/python -m pytest -n 2 --ignore=tests/dags
 	$(BIN)/python -m pytest tests/dags
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
 
 airflow: airflow-db
 	@echo "Airflow UI: http://localhost:8080  (user admin; password printed below and in $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated)"

@@ -103,15 +103,15 @@ def _preload(step: str) -> None:
     if step == "raw":
         _warm_up_arrow()
         return
-    import modelwatch.pipeline  # noqa: F401
+    import modelwatch.pipeline
 
     if step in TARGETED:
-        import alembic.command  # noqa: F401
-        import alembic.runtime.migration  # noqa: F401
+        import alembic.command
+        import alembic.runtime.migration
         import alembic.script  # noqa: F401
 
-        import modelwatch.warehouse.engine  # noqa: F401
-        import modelwatch.warehouse.load  # noqa: F401
+        import modelwatch.warehouse.engine
+        import modelwatch.warehouse.load
     if step == "validate":
         import great_expectations.data_context.types.base  # noqa: F401
 
@@ -119,7 +119,7 @@ def _preload(step: str) -> None:
 
         validation._import_gx()
     if step == "measure":
-        import modelwatch.drift  # noqa: F401
+        import modelwatch.drift
         import modelwatch.metrics  # noqa: F401
 
 

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import gzip
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import fsspec
 import pandas as pd
 import pytest
-
 from logfiles import label, make_model, partition, prediction, write_jsonl, write_lines, write_records
+
 from modelwatch import extract, logs
 
-DAY_START = datetime(2026, 3, 2, tzinfo=timezone.utc)
-DAY_END = datetime(2026, 3, 3, tzinfo=timezone.utc)
+DAY_START = datetime(2026, 3, 2, tzinfo=UTC)
+DAY_END = datetime(2026, 3, 3, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def run_extract(root: str, staging: str, start=DAY_START, end=DAY_END, **model_o
 
 def reasons_by_id(quarantine: pd.DataFrame) -> dict[str, str]:
     out = {}
-    for raw, reason in zip(quarantine["raw"], quarantine["reason"]):
+    for raw, reason in zip(quarantine["raw"], quarantine["reason"], strict=False):
         try:
             out[json.loads(raw).get("request_id", raw)] = reason
         except ValueError:
@@ -48,8 +48,10 @@ BAD_RECORDS = [
     ("missing_field:error", prediction("no-error", status="error", prediction=None, score=None)),
     ("wrong_type:latency_ms", prediction("lat-str", latency_ms="fast")),
     ("wrong_type:model_version", prediction("ver-int", model_version=3)),
-    ("wrong_type:features.income", prediction("inc-str", features={"income": "abc", "country": "DE", "has_card": True})),
-    ("wrong_type:features.has_card", prediction("card-str", features={"income": 1.0, "country": "DE", "has_card": "yes"})),
+    ("wrong_type:features.income",
+     prediction("inc-str", features={"income": "abc", "country": "DE", "has_card": True})),
+    ("wrong_type:features.has_card",
+     prediction("card-str", features={"income": 1.0, "country": "DE", "has_card": "yes"})),
     ("wrong_type:features", prediction("feat-list", features=[1, 2])),
     ("invalid_timestamp:timestamp", prediction("ts-naive", timestamp="2026-03-02T10:00:00")),
     ("invalid_status", prediction("bad-status", status="maybe")),
@@ -74,7 +76,7 @@ def test_every_bad_record_is_quarantined_with_its_reason(root, tmp_path):
     source = partition(root, "predictions", "2026-03-02") + "/part-0.jsonl"
     assert set(quarantine["source_file"]) == {source}
     expected_lines = {reason: 4 + i for i, (reason, _) in enumerate(BAD_RECORDS)}
-    for reason, line in zip(quarantine["reason"], quarantine["line_number"]):
+    for reason, line in zip(quarantine["reason"], quarantine["line_number"], strict=False):
         assert expected_lines[reason] == line
     assert all(json.loads(raw) for raw in quarantine["raw"])
 
@@ -89,10 +91,10 @@ def test_invalid_json_and_non_finite_numbers_are_quarantined(root, tmp_path):
     ]
     write_lines(partition(root, "predictions", "2026-03-02") + "/a.jsonl", lines)
 
-    manifest, predictions, quarantine = run_extract(root, str(tmp_path / "staging"))
+    _manifest, predictions, quarantine = run_extract(root, str(tmp_path / "staging"))
 
     assert list(predictions["request_id"]) == ["ok-1"]
-    by_line = dict(zip(quarantine["line_number"], quarantine["reason"]))
+    by_line = dict(zip(quarantine["line_number"], quarantine["reason"], strict=False))
     assert by_line[2].startswith("invalid_json")
     assert by_line[3] == "not_a_json_object"
     assert by_line[4] == "non_finite:latency_ms"
@@ -137,7 +139,7 @@ def test_truncated_gzip_keeps_readable_records_and_reports_the_file(root, tmp_pa
 def test_corrupt_parquet_is_reported_and_other_files_still_read(root, tmp_path):
     day = partition(root, "predictions", "2026-03-02")
     write_records(day + "/good.parquet", [prediction("p1"), prediction("p2")])
-    fs, path = fsspec.core.url_to_fs(day + "/bad.parquet")
+    _fs, path = fsspec.core.url_to_fs(day + "/bad.parquet")
     with open(path, "wb") as handle:
         handle.write(b"PAR1 this is not a parquet file")
 
@@ -255,7 +257,7 @@ def test_bad_feedback_is_quarantined(root, tmp_path):
     )
     manifest, _, quarantine = run_extract(root, str(tmp_path / "staging"))
     fb = quarantine[quarantine["kind"] == "feedback"]
-    assert dict(zip(fb["line_number"], fb["reason"].str.split(":").str[0])) == {
+    assert dict(zip(fb["line_number"], fb["reason"].str.split(":").str[0], strict=False)) == {
         2: "missing_field", 3: "wrong_type", 4: "timestamp_outside_partition", 5: "invalid_json",
     }
     assert manifest.labels_quarantined == 4
@@ -281,14 +283,15 @@ def test_hourly_interval_reads_only_its_hour_and_week_reads_every_day(root, tmp_
         [prediction(f"h{h}", timestamp=f"2026-03-02T{h:02d}:10:00Z") for h in range(24)]
         + [prediction("bad-hour-5", timestamp="2026-03-02T05:20:00Z", score=7.0)],
     )
-    write_records(partition(root, "predictions", "2026-03-04") + "/a.jsonl", [prediction("later", timestamp="2026-03-04T01:00:00Z")])
-    hour = (datetime(2026, 3, 2, 5, tzinfo=timezone.utc), datetime(2026, 3, 2, 6, tzinfo=timezone.utc))
+    write_records(partition(root, "predictions", "2026-03-04") + "/a.jsonl",
+                  [prediction("later", timestamp="2026-03-04T01:00:00Z")])
+    hour = (datetime(2026, 3, 2, 5, tzinfo=UTC), datetime(2026, 3, 2, 6, tzinfo=UTC))
     manifest, predictions, quarantine = run_extract(root, str(tmp_path / "h"), *hour)
     assert list(predictions["request_id"]) == ["h5"]
     assert manifest.rows_outside_interval == 23
     assert list(quarantine["reason"]) == ["score_out_of_range"]
 
-    week = (datetime(2026, 3, 2, tzinfo=timezone.utc), datetime(2026, 3, 9, tzinfo=timezone.utc))
+    week = (datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 3, 9, tzinfo=UTC))
     manifest, predictions, _ = run_extract(root, str(tmp_path / "w"), *week)
     assert len(predictions) == 25
     assert len(manifest.missing_partitions) == 5
@@ -303,7 +306,9 @@ def test_small_chunks_give_the_same_batch(root, tmp_path, monkeypatch):
     chunked, actual, actual_q = run_extract(root, str(tmp_path / "small"))
     assert (whole.rows_valid, whole.duplicates_dropped) == (chunked.rows_valid, chunked.duplicates_dropped)
     key = ["request_id"]
-    pd.testing.assert_frame_equal(expected.sort_values(key).reset_index(drop=True), actual.sort_values(key).reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        expected.sort_values(key).reset_index(drop=True), actual.sort_values(key).reset_index(drop=True)
+    )
     assert sorted(expected_q["reason"]) == sorted(actual_q["reason"])
 
 

@@ -343,7 +343,7 @@ def test_boundary_errors_say_what_was_expected():
         metrics.quality_metrics(_classification(n=20), model, END, START)
     with pytest.raises(TypeError, match="expected a pandas DataFrame"):
         metrics.system_kpis([], "m", START, END)
-    with pytest.raises(ValueError, match="feedback: missing columns .*FEEDBACK_SCHEMA"):
+    with pytest.raises(ValueError, match=r"feedback: missing columns .*FEEDBACK_SCHEMA"):
         metrics.join_labels(_served(5, 0), _classification(n=5)[["request_id", "label"]])
     feedback = _classification(n=5)[["request_id", "label", "label_value"]].assign(
         label_timestamp=pd.Timestamp(END)
@@ -355,7 +355,7 @@ def test_boundary_errors_say_what_was_expected():
 def test_column_helpers_name_what_the_functions_read():
     model = _model("binary_classification")
     frame = _classification(n=500)
-    labeled = frame[metrics.quality_columns(model) + ["label"]]
+    labeled = frame[[*metrics.quality_columns(model), "label"]]
     assert len(metrics.quality_metrics(labeled, model, START, END))
     subset = frame[metrics.system_columns(model)]
     segments = metrics.segment_columns(model)

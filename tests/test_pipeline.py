@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
-
 from logfiles import label, make_model, partition, prediction, write_records
+
 from modelwatch import pipeline
 from modelwatch.config import ProjectConfig
 from modelwatch.warehouse.load import read_frame
 
-DAY = timezone.utc
+DAY = UTC
 
 
 def interval(day: int) -> tuple[datetime, datetime]:
@@ -39,7 +39,8 @@ def run_interval(config: ProjectConfig, day: int, url: str) -> dict:
 def test_orphans_are_counted_once_every_interval_of_the_window_is_staged(world, warehouse_url):
     root, config = world
     write_records(partition(root, "predictions", "2026-03-02") + "/a.jsonl",
-                  [prediction("a", "2026-03-02T08:00:00Z"), prediction("b", "2026-03-02T09:00:00Z", prediction=0, score=0.2)])
+                  [prediction("a", "2026-03-02T08:00:00Z"),
+                   prediction("b", "2026-03-02T09:00:00Z", prediction=0, score=0.2)])
     write_records(partition(root, "predictions", "2026-03-03") + "/a.jsonl",
                   [prediction("c", "2026-03-03T08:00:00Z")])
     write_records(partition(root, "feedback", "2026-03-02") + "/a.jsonl", [label("a", 1, "2026-03-02T20:00:00Z")])
@@ -55,7 +56,8 @@ def test_orphans_are_counted_once_every_interval_of_the_window_is_staged(world, 
     assert second["recomputed_intervals"] == ["2026-03-02T00:00:00+00:00"]
 
     runs = read_frame(pipeline.warehouse_engine(warehouse_url),
-                      "SELECT interval_start, orphan_labels, labels_joined FROM monitoring_runs ORDER BY interval_start")
+                      "SELECT interval_start, orphan_labels, labels_joined FROM monitoring_runs "
+                      "ORDER BY interval_start")
     assert runs["orphan_labels"].tolist()[1] == 1
     coverage = read_frame(
         pipeline.warehouse_engine(warehouse_url),
@@ -86,7 +88,7 @@ def test_an_older_rerun_keeps_metrics_made_from_later_labels(world, warehouse_ur
 
 
 def test_a_failed_run_is_recorded_with_its_reason(world, warehouse_url):
-    _, config = world
+    _, _config = world
     start, end = interval(5)
     pipeline.mark_started("credit_risk", start, end, "run-x", warehouse_url=warehouse_url)
     pipeline.mark_failed("credit_risk", start, end, "run-x", "extract: disk full", warehouse_url=warehouse_url)

@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
 from modelwatch import registry, settings, simulator
 from modelwatch.config import load_config, parse_config
 from modelwatch.simulation import (

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -14,7 +14,7 @@ from modelwatch.batch import feature_column, prediction_schema
 from modelwatch.config import ModelConfig, parse_config
 from modelwatch.validation import RESULT_COLUMNS, build_expectations, validate_batch
 
-START = datetime(2026, 3, 2, tzinfo=timezone.utc)
+START = datetime(2026, 3, 2, tzinfo=UTC)
 END = START + timedelta(days=1)
 ROWS = 200
 HISTORY = [ROWS] * 7
@@ -44,7 +44,7 @@ def staged_frame(
     Every 20th row is an error record: no prediction, no score, null features.
     """
     ok = np.arange(rows) % 20 != 0
-    answered = lambda values: [v if o else None for v, o in zip(values, ok)]  # noqa: E731
+    answered = lambda values: [v if o else None for v, o in zip(values, ok, strict=False)]  # noqa: E731
     features = {
         "income": [50_000.0 + i for i in range(rows)],
         "age": [float(20 + i % 60) for i in range(rows)],

@@ -6,7 +6,7 @@ import argparse
 import json
 import logging
 import sys
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 from modelwatch.config import ConfigError
 
@@ -21,7 +21,7 @@ def _day(text: str) -> date:
 def _run_extract(args: argparse.Namespace) -> int:
     from modelwatch import pipeline
 
-    start = datetime.combine(args.day, datetime.min.time(), tzinfo=timezone.utc)
+    start = datetime.combine(args.day, datetime.min.time(), tzinfo=UTC)
     manifest = pipeline.extract(args.model, start, start + timedelta(days=1))
     print(json.dumps(manifest, indent=2))
     return 0

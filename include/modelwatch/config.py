@@ -203,7 +203,7 @@ class ModelConfig(_Strict):
     @property
     def interval_length(self) -> timedelta:
         """Nominal length of one interval, used to size trailing windows."""
-        minute, hour, day_of_month, _, day_of_week = self.cron.split()
+        _minute, hour, _day_of_month, _, day_of_week = self.cron.split()
         if hour == "*":
             return timedelta(hours=1)
         if day_of_week != "*":

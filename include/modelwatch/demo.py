@@ -7,7 +7,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from modelwatch import settings
@@ -46,7 +46,7 @@ def _say(text: str) -> None:
 def _simulate(days: int, requests_per_day: int, seed: int) -> date:
     from modelwatch.simulation import simulate
 
-    start = datetime.now(timezone.utc).date() - timedelta(days=days)
+    start = datetime.now(UTC).date() - timedelta(days=days)
     summary = simulate(load_config(), start=start, days=days, requests_per_day=requests_per_day, seed=seed)
     _say(summary.table())
     return start

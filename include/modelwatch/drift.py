@@ -553,7 +553,7 @@ def _value_counts(series: pd.Series, ok: np.ndarray | None) -> Iterable[tuple[An
         if ok is not None:
             codes = codes[ok]
         counts = np.bincount(codes[codes >= 0], minlength=len(series.cat.categories))
-        return zip(series.cat.categories, counts.tolist())
+        return zip(series.cat.categories, counts.tolist(), strict=False)
     selected = series if ok is None else series[ok]
     return selected.value_counts(dropna=True, sort=False).items()
 

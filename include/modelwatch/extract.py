@@ -332,7 +332,9 @@ def prefetched(items: Iterable[T]) -> Iterator[T]:
             yield item
 
 
-def iter_staged(folder: str, name: str, columns: list[str] | None = None, rows: int = 500_000) -> Iterator[pd.DataFrame]:
+def iter_staged(
+    folder: str, name: str, columns: list[str] | None = None, rows: int = 500_000
+) -> Iterator[pd.DataFrame]:
     """Stream a staged file as pandas chunks of at most `rows` rows, reading ahead.
 
     Booleans arrive as pandas' nullable ``boolean``, not as ``object`` columns
@@ -365,8 +367,8 @@ def read_staged(folder: str, name: str, columns: list[str] | None = None) -> pd.
         names = columns if columns is not None else parquet.schema_arrow.names
         dictionary = [
             n for n in names
-            if n in LOW_CARDINALITY or n.startswith((batch.CONTEXT_PREFIX, batch.FEATURE_PREFIX))
-            and pa.types.is_string(parquet.schema_arrow.field(n).type)
+            if n in LOW_CARDINALITY or (n.startswith((batch.CONTEXT_PREFIX, batch.FEATURE_PREFIX))
+            and pa.types.is_string(parquet.schema_arrow.field(n).type))
         ]
     with fs.open(path, "rb") as handle:
         table = pq.read_table(handle, columns=columns, read_dictionary=dictionary, pre_buffer=False)

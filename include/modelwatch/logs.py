@@ -16,7 +16,7 @@ import logging
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import fsspec
 import numpy as np
@@ -48,8 +48,8 @@ def partition_days(start: datetime, end: datetime) -> list[date]:
     """UTC dates of every `dt=` partition that overlaps the interval [start, end)."""
     if end <= start:
         raise ValueError(f"interval end {end} must be after its start {start}")
-    first = start.astimezone(timezone.utc).date()
-    last = (end.astimezone(timezone.utc) - timedelta(microseconds=1)).date()
+    first = start.astimezone(UTC).date()
+    last = (end.astimezone(UTC) - timedelta(microseconds=1)).date()
     return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 
@@ -406,7 +406,7 @@ def _parse_timestamp(series: pd.Series, reasons: _Reasons, name: str) -> pd.Seri
     parsed = pd.to_datetime(text.where(zoned, None), utc=True, format="ISO8601", errors="coerce")
     if is_dt.any():
         as_dt = series.where(is_dt, None).map(
-            lambda v: v if v is None or v.tzinfo else v.replace(tzinfo=timezone.utc)
+            lambda v: v if v is None or v.tzinfo else v.replace(tzinfo=UTC)
         )
         parsed = parsed.where(~is_dt, pd.to_datetime(as_dt, utc=True))
     reasons.add(is_str & parsed.isna(), f"invalid_timestamp:{name}")
@@ -433,7 +433,7 @@ def _check_number(
 
 
 def _day_bounds(day: date) -> tuple[pd.Timestamp, pd.Timestamp]:
-    start = pd.Timestamp(datetime(day.year, day.month, day.day, tzinfo=timezone.utc))
+    start = pd.Timestamp(datetime(day.year, day.month, day.day, tzinfo=UTC))
     return start, start + pd.Timedelta(days=1)
 
 
@@ -472,7 +472,7 @@ def _missing_feature_names(chunk: RawChunk, model: ModelConfig, is_error: np.nda
     missing &= ~is_error[:, None]
     result = np.full(len(chunk), None, dtype=object)
     for row in np.flatnonzero(missing.any(axis=1)):
-        result[row] = ",".join(n for n, absent in zip(names, missing[row]) if absent)
+        result[row] = ",".join(n for n, absent in zip(names, missing[row], strict=False) if absent)
     return result
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import fsspec
 import numpy as np
@@ -35,7 +35,7 @@ DRIFT_SAMPLE_ROWS = 1_000_000
 def _utc(moment: datetime) -> datetime:
     if moment.tzinfo is None:
         raise ValueError(f"interval bound {moment} has no time zone; expected an aware datetime")
-    return datetime.fromtimestamp(moment.timestamp(), tz=timezone.utc)
+    return datetime.fromtimestamp(moment.timestamp(), tz=UTC)
 
 
 def _model(name: str, config: ProjectConfig | None = None) -> tuple[ProjectConfig, ModelConfig]:

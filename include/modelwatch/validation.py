@@ -348,7 +348,7 @@ class _UniqueCheck(_Check):
         if not suspects:
             return _Result(True, len(hashes), 0, f"{len(hashes)} distinct values")
         candidates = pd.concat(
-            [c.matching(h, suspects) for c, h in zip(self.chunks, self.hashes)], ignore_index=True
+            [c.matching(h, suspects) for c, h in zip(self.chunks, self.hashes, strict=False)], ignore_index=True
         )
         repeated = candidates[candidates.duplicated(keep=False)]
         if repeated.empty:

@@ -77,7 +77,9 @@ def test_three_days_then_a_rerun(monitored_world, warehouse_url):
     assert list(runs.index) == ["2026-03-02", "2026-03-03", "2026-03-04"]
     # The shipped config makes null incomes critical: the broken day is halted, not lost.
     assert runs["status"].to_dict() == {"2026-03-02": "success", "2026-03-03": "halted", "2026-03-04": "success"}
-    assert runs["critical_failure"].astype(bool).to_dict() == {"2026-03-02": False, "2026-03-03": True, "2026-03-04": False}
+    assert runs["critical_failure"].astype(bool).to_dict() == {
+        "2026-03-02": False, "2026-03-03": True, "2026-03-04": False
+    }
     assert (runs["rows_valid"] + runs["rows_quarantined"] + runs["duplicates_dropped"] <= runs["rows_read"]).all()
 
     quarantine = first["quarantined_records"]

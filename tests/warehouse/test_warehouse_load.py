@@ -207,7 +207,7 @@ def test_failed_load_leaves_nothing_of_the_run(warehouse_engine):
 
     bad = full_bundle(run_id="manual__retry", scale=2.0)
     bad.feature_drift.loc[1, "statistic"] = None
-    with pytest.raises(LoadError, match="could not load credit_risk .* run manual__retry"):
+    with pytest.raises(LoadError, match=r"could not load credit_risk .* run manual__retry"):
         load_run(warehouse_engine, bad)
     assert_same_state(before, warehouse_state(warehouse_engine))
 
