@@ -76,11 +76,12 @@ def _interval(spec: dict) -> tuple[datetime, datetime]:
 
 
 def _staged_folder(spec: dict) -> str:
-    from modelwatch import batch
+    """The folder the extract step published for the bench day."""
+    from modelwatch import staging
     from modelwatch.config import load_config
 
     start, end = _interval(spec)
-    return batch.interval_folder(load_config().staging_url, MODEL, start, end)
+    return staging.published(load_config().staging_url, MODEL, start, end).folder
 
 
 def _with_warehouse(function, kwargs: dict, spec: dict) -> dict:
@@ -213,9 +214,9 @@ def _step_extract(spec: dict) -> dict:
 
 
 def _staged_rows(folder: str) -> int:
-    from modelwatch import extract
+    from modelwatch import extract, staging
 
-    return int(extract.read_manifest(folder).rows_valid)
+    return int(extract.read_manifest(staging.StagedBatch(folder)).rows_valid)
 
 
 def _step_validate(spec: dict) -> dict:

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 from logfiles import label, make_model, partition, prediction, write_jsonl, write_lines, write_records
 
-from modelwatch import extract, logs
+from modelwatch import extract, logs, staging
+from modelwatch.staging import FEEDBACK, PREDICTIONS, QUARANTINE, StagedBatch
 
 DAY_START = datetime(2026, 3, 2, tzinfo=UTC)
 DAY_END = datetime(2026, 3, 3, tzinfo=UTC)
@@ -25,8 +26,8 @@ def root(tmp_path):
 def run_extract(root: str, staging: str, start=DAY_START, end=DAY_END, **model_overrides):
     model = make_model(root, **model_overrides)
     manifest = extract.extract_interval(model, start, end, staging)
-    predictions = extract.read_staged(manifest.folder, extract.PREDICTIONS)
-    quarantine = extract.read_staged(manifest.folder, extract.QUARANTINE)
+    predictions = StagedBatch(manifest.folder).read(PREDICTIONS)
+    quarantine = StagedBatch(manifest.folder).read(QUARANTINE)
     return manifest, predictions, quarantine
 
 
@@ -212,7 +213,7 @@ def test_memory_root_and_memory_staging():
     write_records(partition(root, "predictions", "2026-03-02") + "/a.parquet", [prediction("m1")])
     write_records(partition(root, "feedback", "2026-03-02") + "/a.jsonl", [label("m1", 0)])
     manifest, predictions, _ = run_extract(root, "memory://mw-test/staging")
-    labels = extract.read_staged(manifest.folder, extract.FEEDBACK)
+    labels = StagedBatch(manifest.folder).read(FEEDBACK)
     assert list(predictions["request_id"]) == ["m1"]
     assert list(labels["label"]) == ["0"]
     assert manifest.folder.startswith("memory://")
@@ -226,7 +227,7 @@ def test_latest_label_wins_and_future_labels_are_not_known_yet(root, tmp_path):
     write_records(partition(root, "feedback", "2026-03-03") + "/a.jsonl", [label("b", 0, "2026-03-03T09:00:00Z")])
 
     manifest, _, _ = run_extract(root, str(tmp_path / "staging"))
-    labels = extract.read_staged(manifest.folder, extract.FEEDBACK).set_index("request_id")
+    labels = StagedBatch(manifest.folder).read(FEEDBACK).set_index("request_id")
 
     assert labels["label"].to_dict() == {"a": "1", "b": "1"}
     assert manifest.label_corrections == 1
@@ -238,7 +239,7 @@ def test_label_window_reaches_back_for_maturing_intervals(root, tmp_path):
     write_records(partition(root, "feedback", "2026-02-27") + "/a.jsonl", [label("too-old", 1, "2026-02-27T10:00:00Z")])
     write_records(partition(root, "predictions", "2026-03-02") + "/a.jsonl", [prediction("x")])
     manifest, _, _ = run_extract(root, str(tmp_path / "staging"), label_maturity_intervals=2)
-    labels = extract.read_staged(manifest.folder, extract.FEEDBACK)
+    labels = StagedBatch(manifest.folder).read(FEEDBACK)
     assert list(labels["request_id"]) == ["old"]
     assert manifest.label_window_start == "2026-02-28T00:00:00+00:00"
 
@@ -312,15 +313,19 @@ def test_small_chunks_give_the_same_batch(root, tmp_path, monkeypatch):
     assert sorted(expected_q["reason"]) == sorted(actual_q["reason"])
 
 
-def test_rerun_replaces_the_staged_folder(root, tmp_path):
+def test_a_rerun_stages_its_own_attempt_and_publishes_it(root, tmp_path):
     day = partition(root, "predictions", "2026-03-02")
     write_records(day + "/a.jsonl", [prediction("a"), prediction("b")])
     first, _, _ = run_extract(root, str(tmp_path / "staging"))
     fsspec.filesystem("file").rm(day + "/a.jsonl")
     write_records(day + "/a.jsonl", [prediction("a")])
     second, predictions, _ = run_extract(root, str(tmp_path / "staging"))
-    assert first.folder == second.folder
+    assert first.folder != second.folder
     assert list(predictions["request_id"]) == ["a"]
+    # The first attempt's files are left whole for a run that may still read them.
+    assert list(StagedBatch(first.folder).read(PREDICTIONS)["request_id"]) == ["a", "b"]
+    published = staging.published(str(tmp_path / "staging"), "credit_risk", DAY_START, DAY_END)
+    assert published.folder == second.folder
 
 
 def test_other_files_in_a_partition_are_listed_not_read(root, tmp_path):

@@ -16,6 +16,7 @@ contiguous run, which validation takes as a slice instead of a copy.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 import pyarrow as pa
@@ -67,6 +68,46 @@ QUARANTINE_SCHEMA = pa.schema(
 )
 
 RAW_TEXT_LIMIT = 2000
+
+# Bounds on what one record may bring into a run (see docs/log-contract.md):
+# a longer value is quarantined as ``value_too_long:<field>``, never cut.
+MAX_TEXT_CHARS = 256  # request_id, model_version, status, prediction/label text, categories, context values
+MAX_ERROR_CHARS = 1024  # error
+MAX_EXTRA_FEATURES_CHARS = 4096  # the JSON object of unnamed features kept in ``extra_features``
+MAX_RECORD_BYTES = 1 << 20  # a longer JSONL line is quarantined as ``record_too_large`` unread
+MAX_CHUNK_BYTES = 64 << 20  # JSONL lines buffered per chunk, whatever their number
+
+_UNSAFE_TEXT = re.compile("[\x00\ud800-\udfff]")
+
+
+def _escape_unsafe(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
+def safe_text(text: str) -> str:
+    """`text` with NUL and unpaired surrogates written as JSON escapes, everything else unchanged.
+
+    PostgreSQL refuses NUL in text, and a lone surrogate cannot be encoded as
+    UTF-8; text kept for reference (raw records, file names) is cleaned by this
+    one rule: NUL becomes the six characters ``\\u0000`` and each surrogate code
+    point its ``\\udXXX`` escape, as `json.dumps` writes them. A Python string
+    holds a valid surrogate pair as one code point, so every surrogate left in
+    it is unpaired.
+
+    Parameters
+    ----------
+    text : str
+        Any text, e.g. a raw log line or a listed file name.
+
+    Returns
+    -------
+    str
+        `text` itself when it holds neither, else the escaped copy; it always
+        encodes as UTF-8 and holds no NUL.
+    """
+    if "\x00" not in text and (text.isascii() or _UNSAFE_TEXT.search(text) is None):
+        return text
+    return _UNSAFE_TEXT.sub(_escape_unsafe, text)
 
 _ARROW_FEATURE_TYPES = {
     "numeric": pa.float64(),

@@ -5,21 +5,31 @@ what was expected, e.g.::
 
     models[credit_risk].features[2].type: Input should be 'numeric',
     'categorical' or 'boolean' (got 'text')
+
+The whole file is validated at once and every problem goes into that one
+error. The DAG file raises it, so Airflow shows one import error naming every
+problem instead of quietly dropping the DAGs of the broken models.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
-from datetime import timedelta
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
+from croniter import CroniterBadDateError, CroniterError, croniter
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -35,7 +45,138 @@ SCHEDULE_PRESETS = {
     "@daily": "0 0 * * *",
     "@weekly": "0 0 * * 0",
 }
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SCHEDULE_EXPECTED = f"expected a 5-field cron expression or one of {sorted(SCHEDULE_PRESETS)}"
+# Schedules are checked over three years from here: every calendar date three times, and a 29 February.
+_CALENDAR_START = datetime(2027, 1, 1)
+_CALENDAR_SPAN = timedelta(days=3 * 365 + 1)
+# A rule on weekdays alone repeats every week, so two weeks show every interval it makes.
+_WEEKDAY_SPAN = timedelta(days=15)
+_MINUTES_PER_DAY = 24 * 60
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _name(value: str) -> str:
+    # fullmatch: `$` would also accept a trailing newline
+    if not _NAME.fullmatch(value):
+        raise ValueError("expected a name of letters, digits and '_', not starting with a digit")
+    return value
+
+
+def _inside_data_dir(url: str) -> str:
+    if settings.leaves_data_dir(url):
+        raise ValueError(
+            "expected a URL, an absolute path or a relative path inside the data folder "
+            "(MODELWATCH_DATA_DIR); its '..' leads out of it"
+        )
+    return url
+
+
+Name = Annotated[str, AfterValidator(_name)]
+Root = Annotated[str, AfterValidator(_inside_data_dir)]
+
+
+def _repeated(names: list[str]) -> list[str]:
+    return sorted(name for name, count in Counter(names).items() if count > 1)
+
+
+def _as_utc(text: str) -> datetime:
+    """Read an ISO date or date-time as an aware UTC datetime.
+
+    Parameters
+    ----------
+    text : str
+        ``2026-03-01``, ``2026-03-01T06:00:00`` or with an offset, ``2026-03-01T06:00:00+02:00``.
+        A date, or a time without offset, is taken as UTC.
+
+    Returns
+    -------
+    datetime
+        The moment, with ``tzinfo=UTC``.
+
+    Raises
+    ------
+    ValueError
+        ``text`` is not an ISO date or date-time.
+    """
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError("expected an ISO date or date-time, e.g. '2026-03-01' or '2026-03-01T06:00:00Z'") from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _interval_lengths(cron: str) -> list[timedelta]:
+    """The distinct lengths of the intervals between consecutive runs of a cron, shortest first.
+
+    A cron runs at the same times of day (its minute and hour fields) on every
+    day its day fields allow. So the intervals are the gaps between those times
+    within a day, plus, from each allowed day to the next, the gap from the last
+    time of the one to the first time of the other. Only the days are found by
+    stepping croniter, and the usual schedules need no step at all: this runs at
+    every parse of the DAG file.
+
+    Parameters
+    ----------
+    cron : str
+        A 5-field cron expression, read in UTC.
+
+    Returns
+    -------
+    list of timedelta
+        One length for a schedule whose intervals are all alike.
+
+    Raises
+    ------
+    ValueError
+        ``cron`` is not a 5-field expression croniter accepts, or it runs on
+        fewer than two days in three years.
+    """
+    if len(cron.split()) != 5:
+        raise ValueError(_SCHEDULE_EXPECTED)
+    try:
+        minutes, hours, *day_fields = croniter(cron).expanded
+    except CroniterError as exc:
+        raise ValueError(f"{_SCHEDULE_EXPECTED} ({exc})") from None
+    times = sorted({60 * hour + minute for hour in _spelt_out(hours, 24) for minute in _spelt_out(minutes, 60)})
+    gaps = {later - earlier for earlier, later in pairwise(times)}
+    gaps |= {days * _MINUTES_PER_DAY + times[0] - times[-1] for days in _day_steps(cron, day_fields)}
+    return [timedelta(minutes=gap) for gap in sorted(gaps)]
+
+
+def _spelt_out(values: list[Any], size: int) -> list[int]:
+    """A croniter field's values, with ``*`` (which may come with others, as in ``*,5``) written out."""
+    return list(range(size)) if "*" in values else values
+
+
+def _day_steps(cron: str, day_fields: list[list[Any]]) -> set[int]:
+    """The distinct numbers of days from one day the cron runs on to the next."""
+    day_of_month, month, day_of_week = day_fields
+    if "*" in day_of_month and "*" in month and "*" in day_of_week:
+        return {1}
+    # croniter keeps '#' (nth weekday) and 'L' out of the expanded values; both tie weekdays to months.
+    weekly = "*" in day_of_month and "*" in month and not re.search(r"[#lL]", cron.split()[4])
+    end = _CALENDAR_START + (_WEEKDAY_SPAN if weekly else _CALENDAR_SPAN)
+    midnights = croniter("0 0 " + " ".join(cron.split()[2:]), _CALENDAR_START - timedelta(minutes=1))
+    days: list[datetime] = []
+    try:
+        for midnight in midnights.all_next(datetime):
+            if midnight >= end:
+                break
+            days.append(midnight)
+    except CroniterBadDateError:
+        pass  # croniter found no further day at all (e.g. 30 February)
+    if len(days) < 2:
+        raise ValueError("expected a schedule that runs on at least two days in three years")
+    return {(later - earlier).days for earlier, later in pairwise(days)}
+
+
+def _duration(length: timedelta) -> str:
+    """``15 minutes``, ``6 hours``, ``1 day``: the length in its largest whole unit."""
+    minutes = round(length.total_seconds() / 60)
+    unit, size = next((u, s) for u, s in (("day", _MINUTES_PER_DAY), ("hour", 60), ("minute", 1)) if minutes % s == 0)
+    count = minutes // size
+    return f"{count} {unit}" + ("" if count == 1 else "s")
 
 
 class ConfigError(ValueError):

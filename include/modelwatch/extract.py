@@ -1,4 +1,4 @@
-"""Extract one interval's logs into a staged batch (see `modelwatch.batch`).
+"""Extract one interval's logs into a staged batch (see `modelwatch.staging`).
 
 Two passes keep memory flat however many files a day holds:
 
@@ -13,33 +13,26 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import TypeVar
 
-import fsspec
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from modelwatch import batch, logs
+from modelwatch import batch, logs, staging
 from modelwatch.config import ModelConfig
+from modelwatch.staging import ParquetSink, StagedBatch
 
 log = logging.getLogger(__name__)
 
-PREDICTIONS = "predictions.parquet"
-FEEDBACK = "feedback.parquet"
-QUARANTINE = "quarantine.parquet"
-MANIFEST = "manifest.json"
 _ROW = "_row"
 _HASH = "_hash"
 _ID = "_id_hash"
-
-T = TypeVar("T")
+_CANDIDATE_PREDICTIONS = "_candidates_predictions.parquet"
+_CANDIDATE_FEEDBACK = "_candidates_feedback.parquet"
 
 
 @dataclass
@@ -71,32 +64,6 @@ class Manifest:
         return asdict(self)
 
 
-class _ParquetSink:
-    """Append pandas frames to one Parquet file on any fsspec filesystem."""
-
-    def __init__(self, url: str, schema: pa.Schema):
-        self.url = url
-        self.schema = schema
-        self.rows = 0
-        fs, path = fsspec.core.url_to_fs(url)
-        fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-        self._handle = fs.open(path, "wb")
-        self._writer = pq.ParquetWriter(self._handle, schema, compression="zstd")
-
-    def write(self, frame: pd.DataFrame | pa.Table) -> None:
-        if len(frame) == 0:
-            return
-        table = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(
-            frame, schema=self.schema, preserve_index=False, safe=False
-        )
-        self._writer.write_table(table)
-        self.rows += len(frame)
-
-    def close(self) -> None:
-        self._writer.close()
-        self._handle.close()
-
-
 def _with_row_and_hash(frame: pd.DataFrame, first_row: int, content: list[str]) -> pd.DataFrame:
     """Add a dense row number, a hash of the request id and a hash of the record's content."""
     frame = frame.copy()
@@ -115,13 +82,7 @@ def _candidate_schema(schema: pa.Schema) -> pa.Schema:
     )
 
 
-def _remove(url: str) -> None:
-    fs, path = fsspec.core.url_to_fs(url)
-    if fs.exists(path):
-        fs.rm(path, recursive=True)
-
-
-def _duplicate_masks(candidates: str) -> tuple[np.ndarray, np.ndarray, int, int]:
+def _duplicate_masks(staged: StagedBatch) -> tuple[np.ndarray, np.ndarray, int, int]:
     """Which candidate rows to keep and which to quarantine, from three integer columns.
 
     Rows are grouped by request-id hash: a group with one content hash keeps its
@@ -130,7 +91,7 @@ def _duplicate_masks(candidates: str) -> tuple[np.ndarray, np.ndarray, int, int]
     10M-row day to a few hundred MB. Two different request ids sharing a 64-bit
     hash would be quarantined as a conflict, never silently merged.
     """
-    keys = pq.read_table(candidates, columns=[_ROW, _ID, _HASH], filesystem=_fs(candidates))
+    keys = staged.read_keys(_CANDIDATE_PREDICTIONS, columns=[_ROW, _ID, _HASH])
     rows, ids, hashes = (keys[c].to_numpy() for c in (_ROW, _ID, _HASH))
     del keys
     order = np.lexsort((rows, hashes, ids))
@@ -150,31 +111,30 @@ def _duplicate_masks(candidates: str) -> tuple[np.ndarray, np.ndarray, int, int]
     return keep, quarantine, dropped, int((new_id & conflicting).sum())
 
 
-def _dedupe_predictions(candidates: str, out: _ParquetSink, quarantine: _ParquetSink) -> tuple[int, int]:
+def _dedupe_predictions(staged: StagedBatch, out: ParquetSink, quarantine: ParquetSink) -> tuple[int, int]:
     """Keep identical copies once; quarantine every copy of a conflicting request id.
 
     Kept rows are written answered ones first, then errors (see `modelwatch.batch`).
     """
-    keep, conflicting, dropped, conflicts = _duplicate_masks(candidates)
+    keep, conflicting, dropped, conflicts = _duplicate_masks(staged)
     for answered in (True, False):
-        for table, kept in _kept_rows(candidates, keep, answered):
+        for table, kept in _kept_rows(staged, keep, answered):
             out.write(kept.select(out.schema.names).cast(out.schema))
             if answered:
                 _quarantine_conflicts(table.filter(pa.array(conflicting[table[_ROW].to_numpy()])), quarantine)
     return dropped, conflicts
 
 
-def _kept_rows(candidates: str, keep: np.ndarray, answered: bool) -> Iterator[tuple[pa.Table, pa.Table]]:
+def _kept_rows(staged: StagedBatch, keep: np.ndarray, answered: bool) -> Iterator[tuple[pa.Table, pa.Table]]:
     """Each batch of candidates, and its kept rows whose status is (or is not) ``ok``."""
-    source = batch.streaming_parquet(candidates, filesystem=_fs(candidates))
-    for record_batch in source.iter_batches(batch_size=logs.CHUNK_ROWS):
+    for record_batch in staged.iter_batches(_CANDIDATE_PREDICTIONS, rows=logs.CHUNK_ROWS):
         table = pa.Table.from_batches([record_batch])
         is_ok = pc.equal(table["status"], "ok")
         wanted = pc.and_(pa.array(keep[table[_ROW].to_numpy()]), is_ok if answered else pc.invert(is_ok))
         yield table, table.filter(wanted)
 
 
-def _quarantine_conflicts(bad: pa.Table, quarantine: _ParquetSink) -> None:
+def _quarantine_conflicts(bad: pa.Table, quarantine: ParquetSink) -> None:
     if not bad.num_rows:
         return
     content = [n for n in bad.schema.names if n not in ("source_file", "line_number", _ROW, _ID, _HASH)]
@@ -191,9 +151,9 @@ def _quarantine_conflicts(bad: pa.Table, quarantine: _ParquetSink) -> None:
     )
 
 
-def _latest_labels(candidates: str, out: _ParquetSink) -> int:
+def _latest_labels(staged: StagedBatch, out: ParquetSink) -> int:
     """Keep the latest label per request id (later files win ties); return corrections."""
-    table = pq.read_table(candidates, filesystem=_fs(candidates))
+    table = staged.read_keys(_CANDIDATE_FEEDBACK, columns=None)
     if table.num_rows == 0:
         return 0
     ordered = table.sort_by([("request_id", "ascending"), ("label_timestamp", "ascending"), (_ROW, "ascending")])
@@ -206,68 +166,51 @@ def _latest_labels(candidates: str, out: _ParquetSink) -> int:
     return table.num_rows - latest.num_rows
 
 
-def _fs(url: str) -> fsspec.AbstractFileSystem:
-    return fsspec.core.url_to_fs(url)[0]
-
-
-def _path(url: str) -> str:
-    return fsspec.core.url_to_fs(url)[1]
-
-
 def label_window_start(model: ModelConfig, start: datetime) -> datetime:
     """Labels for the interval and the K earlier ones it recomputes may sit this far back."""
     return start - model.interval_length * model.label_maturity_intervals
 
 
-def extract_interval(model: ModelConfig, start: datetime, end: datetime, staging_url: str) -> Manifest:
-    """Stage the interval's predictions, feedback and quarantine; return the manifest.
+def extract_interval(
+    model: ModelConfig, start: datetime, end: datetime, staging_url: str, attempt: str | None = None
+) -> Manifest:
+    """Stage the interval's predictions, feedback and quarantine; publish them; return the manifest.
 
     Predictions are those with `start <= timestamp < end`. Feedback covers labels
     known before `end` from partitions back to `label_window_start`, so that the
     interval's metrics and those of the K intervals before it can be recomputed.
-    Re-running replaces the folder.
+    Each call stages into a new attempt folder (`attempt` names it, see
+    `staging.attempt_name`) and publishes it once every file is complete.
     """
-    folder = batch.interval_folder(staging_url, model.name, start, end)
-    _remove(folder)
-    manifest = Manifest(model.name, start.isoformat(), end.isoformat(), folder)
-    quarantine = _ParquetSink(f"{folder}/{QUARANTINE}", batch.QUARANTINE_SCHEMA)
-    try:
-        _extract_predictions(model, start, end, folder, quarantine, manifest)
-        _extract_feedback(model, start, end, folder, quarantine, manifest)
-    finally:
-        quarantine.close()
-    fs, path = fsspec.core.url_to_fs(f"{folder}/{MANIFEST}")
-    with fs.open(path, "w") as handle:
-        json.dump(manifest.to_dict(), handle, indent=2)
+    staged = StagedBatch.create(staging_url, model.name, start, end, attempt)
+    manifest = Manifest(model.name, start.isoformat(), end.isoformat(), staged.folder)
+    with staged.sink(staging.QUARANTINE, batch.QUARANTINE_SCHEMA) as quarantine:
+        _extract_predictions(model, start, end, staged, quarantine, manifest)
+        _extract_feedback(model, start, end, staged, quarantine, manifest)
+    staged.write_json(staging.MANIFEST, manifest.to_dict())
+    staged.publish()
     log.info(
-        "%s %s..%s: read %d, kept %d, quarantined %d, duplicates %d, labels %d",
+        "%s %s..%s: read %d, kept %d, quarantined %d, duplicates %d, labels %d, staged in %s",
         model.name, start, end, manifest.rows_read, manifest.rows_valid,
-        manifest.rows_quarantined, manifest.duplicates_dropped, manifest.labels_kept,
+        manifest.rows_quarantined, manifest.duplicates_dropped, manifest.labels_kept, staged.folder,
     )
     return manifest
 
 
-def _extract_predictions(model, start, end, folder, quarantine, manifest) -> None:
+def _extract_predictions(model, start, end, staged: StagedBatch, quarantine: ParquetSink, manifest) -> None:
     schema = batch.prediction_schema(model)
     content = [n for n in schema.names if n not in ("source_file", "line_number")]
-    candidates_url = f"{folder}/_candidates_predictions.parquet"
-    candidates = _ParquetSink(candidates_url, _candidate_schema(schema))
     stats = logs.ReadStats()
     quarantined_before = quarantine.rows
-    try:
+    with staged.sink(_CANDIDATE_PREDICTIONS, _candidate_schema(schema)) as candidates:
         for day, chunk in logs.iter_partition_chunks(model, "predictions", logs.partition_days(start, end), stats):
             normalized = logs.normalize_predictions(chunk, model, day, start, end)
             candidates.write(_with_row_and_hash(normalized.rows, candidates.rows, content))
             quarantine.write(normalized.quarantined)
             stats.outside_interval += normalized.outside_interval
-    finally:
-        candidates.close()
-    predictions = _ParquetSink(f"{folder}/{PREDICTIONS}", schema)
-    try:
-        manifest.duplicates_dropped, conflicts = _dedupe_predictions(candidates_url, predictions, quarantine)
-    finally:
-        predictions.close()
-    _remove(candidates_url)
+    with staged.sink(staging.PREDICTIONS, schema) as predictions:
+        manifest.duplicates_dropped, conflicts = _dedupe_predictions(staged, predictions, quarantine)
+    staged.remove(_CANDIDATE_PREDICTIONS)
     manifest.rows_read = stats.records_read
     manifest.rows_valid = predictions.rows
     manifest.rows_quarantined = quarantine.rows - quarantined_before
@@ -280,26 +223,19 @@ def _extract_predictions(model, start, end, folder, quarantine, manifest) -> Non
     manifest.ignored_files = stats.ignored_files
 
 
-def _extract_feedback(model, start, end, folder, quarantine, manifest) -> None:
+def _extract_feedback(model, start, end, staged: StagedBatch, quarantine: ParquetSink, manifest) -> None:
     window_start = label_window_start(model, start)
     manifest.label_window_start = window_start.isoformat()
-    candidates_url = f"{folder}/_candidates_feedback.parquet"
-    candidates = _ParquetSink(candidates_url, _candidate_schema(batch.FEEDBACK_SCHEMA))
     stats = logs.ReadStats()
     quarantined_before = quarantine.rows
-    try:
+    with staged.sink(_CANDIDATE_FEEDBACK, _candidate_schema(batch.FEEDBACK_SCHEMA)) as candidates:
         for day, chunk in logs.iter_partition_chunks(model, "feedback", logs.partition_days(window_start, end), stats):
             normalized = logs.normalize_feedback(chunk, day, start, end, known_before=end)
             candidates.write(_with_row_and_hash(normalized.rows, candidates.rows, ["request_id"]))
             quarantine.write(normalized.quarantined)
-    finally:
-        candidates.close()
-    feedback = _ParquetSink(f"{folder}/{FEEDBACK}", batch.FEEDBACK_SCHEMA)
-    try:
-        manifest.label_corrections = _latest_labels(candidates_url, feedback)
-    finally:
-        feedback.close()
-    _remove(candidates_url)
+    with staged.sink(staging.FEEDBACK, batch.FEEDBACK_SCHEMA) as feedback:
+        manifest.label_corrections = _latest_labels(staged, feedback)
+    staged.remove(_CANDIDATE_FEEDBACK)
     manifest.labels_read = stats.records_read
     manifest.labels_kept = feedback.rows
     manifest.labels_quarantined = quarantine.rows - quarantined_before
@@ -307,70 +243,15 @@ def _extract_feedback(model, start, end, folder, quarantine, manifest) -> None:
     manifest.files_read += len(stats.files_read)
 
 
-def read_manifest(folder: str) -> Manifest:
-    fs, path = fsspec.core.url_to_fs(f"{folder}/{MANIFEST}")
-    with fs.open(path) as handle:
-        return Manifest(**json.load(handle))
+def read_manifest(staged: StagedBatch) -> Manifest:
+    """The manifest an extract wrote into a staged folder."""
+    return Manifest(**staged.read_json(staging.MANIFEST))
 
 
-_NULLABLE_BOOLEAN = {pa.bool_(): pd.BooleanDtype()}
-_EXHAUSTED = object()
-
-
-def prefetched(items: Iterable[T]) -> Iterator[T]:
-    """Yield from `items`, producing the next item in a background thread meanwhile.
-
-    Parquet decoding releases the GIL, so reading the next chunk overlaps the
-    work on the current one. At most two items are alive at a time; an
-    exception raised while producing an item is raised here.
-    """
-    iterator = iter(items)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelwatch-prefetch") as pool:
-        pending = pool.submit(next, iterator, _EXHAUSTED)
-        while (item := pending.result()) is not _EXHAUSTED:
-            pending = pool.submit(next, iterator, _EXHAUSTED)
-            yield item
-
-
-def iter_staged(
-    folder: str, name: str, columns: list[str] | None = None, rows: int = 500_000
-) -> Iterator[pd.DataFrame]:
-    """Stream a staged file as pandas chunks of at most `rows` rows, reading ahead.
-
-    Booleans arrive as pandas' nullable ``boolean``, not as ``object`` columns
-    of Python values, so that a chunk with null flags stays vectorised.
-    """
-
-    def chunks() -> Iterator[pd.DataFrame]:
-        fs, path = fsspec.core.url_to_fs(f"{folder}/{name}")
-        with fs.open(path, "rb") as handle:
-            for record_batch in batch.streaming_parquet(handle).iter_batches(batch_size=rows, columns=columns):
-                yield record_batch.to_pandas(types_mapper=_NULLABLE_BOOLEAN.get)
-
-    yield from prefetched(chunks())
-
-
-LOW_CARDINALITY = ("model_version", "status", "error", "prediction", "label")
-
-
-def read_staged(folder: str, name: str, columns: list[str] | None = None) -> pd.DataFrame:
-    """A whole staged file as one pandas frame.
-
-    Columns with few distinct values (versions, statuses, error types, class
-    labels, categorical features, segment keys) arrive as pandas categoricals,
-    which keeps a 10M-row interval's frame small; booleans arrive as nullable
-    ``boolean``, as in `iter_staged`.
-    """
-    fs, path = fsspec.core.url_to_fs(f"{folder}/{name}")
-    with fs.open(path, "rb") as handle:
-        parquet = pq.ParquetFile(handle)
-        names = columns if columns is not None else parquet.schema_arrow.names
-        dictionary = [
-            n for n in names
-            if n in LOW_CARDINALITY or (n.startswith((batch.CONTEXT_PREFIX, batch.FEATURE_PREFIX))
-            and pa.types.is_string(parquet.schema_arrow.field(n).type))
-        ]
-    with fs.open(path, "rb") as handle:
-        table = pq.read_table(handle, columns=columns, read_dictionary=dictionary, pre_buffer=False)
-    # Each Arrow column is released as soon as it is converted.
-    return table.to_pandas(split_blocks=True, self_destruct=True, types_mapper=_NULLABLE_BOOLEAN.get)
+def staged_counts(manifest: Manifest) -> dict[str, int]:
+    """Rows each staged file must hold, by the manifest's counts."""
+    return {
+        staging.PREDICTIONS: manifest.rows_valid,
+        staging.FEEDBACK: manifest.labels_kept,
+        staging.QUARANTINE: manifest.rows_quarantined + manifest.labels_quarantined,
+    }

@@ -6,7 +6,6 @@ each other; data moves through the staged folder and the warehouse.
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import UTC, datetime
 
@@ -15,19 +14,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from modelwatch import batch, logs, settings
+from modelwatch import batch, logs, settings, staging
 from modelwatch import extract as extract_module
 from modelwatch.config import ModelConfig, ProjectConfig, load_config
+from modelwatch.staging import StagedBatch
 
 log = logging.getLogger(__name__)
 
-DATA_QUALITY = "data_quality.parquet"
-METRICS = "metrics.parquet"
-PROFILES = "profiles.parquet"
-DRIFT = "drift.parquet"
-MEASURE = "measure.json"
 PROFILE_COLUMN_GROUP = 4
 DRIFT_SAMPLE_ROWS = 1_000_000
 
@@ -49,11 +43,15 @@ def missing_partitions(model_name: str, start: datetime, end: datetime) -> list[
     return logs.missing_prediction_partitions(model, _utc(start), _utc(end))
 
 
-def extract(model_name: str, start: datetime, end: datetime, config: ProjectConfig | None = None) -> dict:
-    """Stage the interval's batch; returns the manifest as a small dictionary."""
+def extract(model_name: str, start: datetime, end: datetime, config: ProjectConfig | None = None,
+            attempt: str | None = None) -> dict:
+    """Stage the interval's batch in a new attempt folder; returns the manifest as a small dictionary.
+
+    `attempt` labels the folder (Airflow passes the run id and try number).
+    """
     batch.return_freed_memory_promptly()
     config, model = _model(model_name, config)
-    manifest = extract_module.extract_interval(model, _utc(start), _utc(end), config.staging_url)
+    manifest = extract_module.extract_interval(model, _utc(start), _utc(end), config.staging_url, attempt)
     return manifest.to_dict()
 
 
@@ -78,20 +76,6 @@ def warehouse_engine(url: str | None = None):
     return _ENGINES[resolved]
 
 
-def _write_frame(folder: str, name: str, frame: pd.DataFrame) -> None:
-    fs, path = fsspec.core.url_to_fs(f"{folder}/{name}")
-    with fs.open(path, "wb") as handle:
-        frame.to_parquet(handle, index=False)
-
-
-def _read_frame(folder: str, name: str) -> pd.DataFrame | None:
-    fs, path = fsspec.core.url_to_fs(f"{folder}/{name}")
-    if not fs.exists(path):
-        return None
-    with fs.open(path, "rb") as handle:
-        return pd.read_parquet(handle)
-
-
 # ---------------------------------------------------------------- validate
 
 
@@ -104,14 +88,15 @@ def validate(model_name: str, folder: str, start: datetime, end: datetime,
     batch.return_freed_memory_promptly()
     _, model = _model(model_name, config)
     start, end = _utc(start), _utc(end)
+    staged = StagedBatch(folder)
     volumes = load.recent_volumes(
         warehouse_engine(warehouse_url), model.name, start, model.data_quality.volume_history_intervals
     )
     outcome = validation.validate_batch(
-        extract_module.iter_staged(folder, extract_module.PREDICTIONS, rows=model.data_quality.chunk_rows),
+        staged.iter_chunks(staging.PREDICTIONS, rows=model.data_quality.chunk_rows),
         model, interval_start=start, interval_end=end, recent_volumes=volumes,
     )
-    _write_frame(folder, DATA_QUALITY, outcome.rows)
+    staged.write_frame(staging.DATA_QUALITY, outcome.rows)
     failed = outcome.rows.loc[~outcome.rows["success"].astype(bool)]
     log.info("%s", outcome.summary)
     return {
@@ -125,21 +110,18 @@ def validate(model_name: str, folder: str, start: datetime, end: datetime,
 # ---------------------------------------------------------------- measure
 
 
-def _previous_folders(model: ModelConfig, staging_url: str, start: datetime) -> list[tuple[datetime, datetime, str]]:
+def _earlier_intervals(model: ModelConfig, start: datetime) -> list[tuple[datetime, datetime]]:
+    """The intervals whose quality metrics this interval's run recomputes, newest first."""
     step = model.interval_length
-    return [
-        (start - step * k, start - step * (k - 1),
-         batch.interval_folder(staging_url, model.name, start - step * k, start - step * (k - 1)))
-        for k in range(1, model.label_maturity_intervals + 1)
-    ]
+    return [(start - step * k, start - step * (k - 1)) for k in range(1, model.label_maturity_intervals + 1)]
 
 
-def _quality_for(model, folder, start, end, feedback, label_ids) -> tuple[pd.DataFrame, int, np.ndarray]:
+def _quality_for(model, staged: StagedBatch, start, end, feedback, label_ids) -> tuple[pd.DataFrame, int, np.ndarray]:
     """Quality metrics of one staged interval; returns rows, labels joined, matched label mask."""
     from modelwatch import metrics
 
     columns = list(dict.fromkeys(["request_id", *metrics.quality_columns(model)]))
-    predictions = extract_module.read_staged(folder, extract_module.PREDICTIONS, columns=columns)
+    predictions = staged.read(staging.PREDICTIONS, columns=columns)
     labeled, _ = metrics.join_labels(predictions, feedback)
     del predictions
     # The join already found each label's prediction: the few labeled ids say which labels matched.
@@ -151,31 +133,22 @@ def _quality_for(model, folder, start, end, feedback, label_ids) -> tuple[pd.Dat
     return metrics.quality_metrics(labeled, model, start, end), joined, matched
 
 
-def _staged_exists(folder: str) -> bool:
-    fs, path = fsspec.core.url_to_fs(f"{folder}/{extract_module.PREDICTIONS}")
-    return fs.exists(path)
-
-
 def _profiles_and_sample(
-    model: ModelConfig, folder: str, start: datetime, end: datetime, max_rows: int
+    model: ModelConfig, staged: StagedBatch, start: datetime, end: datetime, max_rows: int
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Exact per-feature profiles over every row, and a systematic sample of at most
     `max_rows` rows for the drift tests, from one read of a few columns at a time."""
     from modelwatch import drift
 
-    fs, path = fsspec.core.url_to_fs(f"{folder}/{extract_module.PREDICTIONS}")
-    with fs.open(path, "rb") as handle:
-        step = max(1, -(-pq.ParquetFile(handle).metadata.num_rows // max_rows))
+    step = max(1, -(-staged.num_rows(staging.PREDICTIONS) // max_rows))
     items = list(drift.monitored_columns(model).items())
     groups = [items[i : i + PROFILE_COLUMN_GROUP] for i in range(0, len(items), PROFILE_COLUMN_GROUP)]
     reads = (
-        extract_module.read_staged(
-            folder, extract_module.PREDICTIONS, columns=["status", *(column for _, column in group)]
-        )
+        staged.read(staging.PREDICTIONS, columns=["status", *(column for _, column in group)])
         for group in groups
     )
     profiles, sampled = [], {}
-    for group, chunk in zip(groups, extract_module.prefetched(reads), strict=True):
+    for group, chunk in zip(groups, staging.prefetched(reads), strict=True):
         profiles.append(drift.profile_features(chunk, model, start, end, features=[n for n, _ in group]))
         # A strided slice is a view: copied, it no longer keeps every row in memory.
         picked = (chunk if step == 1 else chunk.iloc[::step].copy()).reset_index(drop=True)
@@ -208,39 +181,41 @@ def measure(model_name: str, folder: str, start: datetime, end: datetime,
     batch.return_freed_memory_promptly()
     config, model = _model(model_name, config)
     start, end = _utc(start), _utc(end)
+    staged = StagedBatch(folder)
     engine = warehouse_engine(warehouse_url)
-    feedback = extract_module.read_staged(folder, extract_module.FEEDBACK)
+    feedback = staged.read(staging.FEEDBACK)
     label_ids = pa.array(feedback["request_id"].astype(str))
     fresh = (feedback["label_timestamp"] >= pd.Timestamp(start)).to_numpy()
 
-    quality, labels_joined, matched = _quality_for(model, folder, start, end, feedback, label_ids)
+    quality, labels_joined, matched = _quality_for(model, staged, start, end, feedback, label_ids)
     metric_frames = [quality]
     recomputed, not_staged = [], []
-    for earlier_start, earlier_end, earlier_folder in _previous_folders(model, config.staging_url, start):
-        if not _staged_exists(earlier_folder):
+    for earlier_start, earlier_end in _earlier_intervals(model, start):
+        earlier = staging.published(config.staging_url, model.name, earlier_start, earlier_end)
+        if earlier is None:
             not_staged.append(earlier_start.isoformat())
             continue
-        rows, _, earlier_matched = _quality_for(model, earlier_folder, earlier_start, earlier_end, feedback, label_ids)
+        rows, _, earlier_matched = _quality_for(model, earlier, earlier_start, earlier_end, feedback, label_ids)
         metric_frames.append(rows)
         matched |= earlier_matched
         recomputed.append(earlier_start.isoformat())
     if not_staged:
         log.info("label metrics not recomputed for %s: no staged batch", ", ".join(not_staged))
 
-    system = extract_module.read_staged(folder, extract_module.PREDICTIONS, columns=metrics.system_columns(model))
+    system = staged.read(staging.PREDICTIONS, columns=metrics.system_columns(model))
     metric_frames.append(
         metrics.system_kpis(system, model.name, start, end, segments=metrics.segment_columns(model))
     )
     del system
-    profiles, sample = _profiles_and_sample(model, folder, start, end, DRIFT_SAMPLE_ROWS)
+    profiles, sample = _profiles_and_sample(model, staged, start, end, DRIFT_SAMPLE_ROWS)
     reference, reference_label = _reference(model, start, engine)
     drift_rows, verdict = drift.detect_drift(sample, reference, model, start, end, reference_label)
 
     all_metrics = pd.concat(metric_frames, ignore_index=True)
     all_metrics["labels_as_of"] = pd.Timestamp(end)
-    _write_frame(folder, METRICS, all_metrics)
-    _write_frame(folder, PROFILES, profiles)
-    _write_frame(folder, DRIFT, drift_rows)
+    staged.write_frame(staging.METRICS, all_metrics)
+    staged.write_frame(staging.PROFILES, profiles)
+    staged.write_frame(staging.DRIFT, drift_rows)
     result = {
         "labels_joined": labels_joined,
         # Orphans are only knowable when every interval a label could belong to is staged.
@@ -251,21 +226,9 @@ def measure(model_name: str, folder: str, start: datetime, end: datetime,
         "prediction_drift": bool(verdict.prediction_drift),
         "drift_summary": verdict.summary,
     }
-    _write_json(folder, MEASURE, result)
+    staged.write_json(staging.MEASURE, result)
     log.info("%s: %s", model.name, verdict.summary)
     return result
-
-
-def _write_json(folder: str, name: str, payload: dict) -> None:
-    fs, path = fsspec.core.url_to_fs(f"{folder}/{name}")
-    with fs.open(path, "w") as handle:
-        json.dump(payload, handle, indent=2)
-
-
-def _read_json(folder: str, name: str) -> dict:
-    fs, path = fsspec.core.url_to_fs(f"{folder}/{name}")
-    with fs.open(path) as handle:
-        return json.load(handle)
 
 
 # ---------------------------------------------------------------- load
@@ -278,14 +241,23 @@ def load(model_name: str, folder: str, start: datetime, end: datetime, run_id: s
 
     _, model = _model(model_name, config)
     start, end = _utc(start), _utc(end)
-    manifest = extract_module.read_manifest(folder)
-    measured = _read_json(folder, MEASURE)
-    quality = _read_frame(folder, DATA_QUALITY)
+    staged = StagedBatch(folder)
+    manifest = extract_module.read_manifest(staged)
+    if (manifest.model_name, manifest.interval_start, manifest.interval_end) != (
+        model.name, start.isoformat(), end.isoformat()
+    ):
+        raise staging.StagingError(
+            f"{staged.folder} holds {manifest.model_name} {manifest.interval_start}..{manifest.interval_end}, "
+            f"not {model.name} {start.isoformat()}..{end.isoformat()}"
+        )
+    staged.check_counts(extract_module.staged_counts(manifest))
+    measured = staged.read_json(staging.MEASURE)
+    quality = staged.read_frame(staging.DATA_QUALITY)
     critical = bool(
         quality is not None
         and (~quality["success"].astype(bool) & quality["severity"].eq("critical")).any()
     )
-    quarantine = extract_module.read_staged(folder, extract_module.QUARANTINE)
+    quarantine = staged.read(staging.QUARANTINE)
     engine = warehouse_engine(warehouse_url)
     bundle = warehouse_load.RunBundle(
         model_name=model.name,
@@ -307,36 +279,16 @@ def load(model_name: str, folder: str, start: datetime, end: datetime, run_id: s
             "drift_detected": measured["drift_detected"],
             "drifted_features": len(measured["drifted_features"]),
         },
-        model_metrics=_without_staler_metrics(engine, model.name, _read_frame(folder, METRICS), end),
-        feature_drift=_read_frame(folder, DRIFT),
-        feature_profiles=_read_frame(folder, PROFILES),
+        model_metrics=staged.read_frame(staging.METRICS),
+        labels_as_of=end,
+        feature_drift=staged.read_frame(staging.DRIFT),
+        feature_profiles=staged.read_frame(staging.PROFILES),
         data_quality_results=quality,
         quarantined_records=quarantine,
     )
     counts = warehouse_load.load_run(engine, bundle)
     log.info("%s %s..%s loaded: %s", model.name, start, end, counts)
     return {"status": bundle.run["status"], "rows": counts}
-
-
-def _without_staler_metrics(engine, model_name: str, metrics: pd.DataFrame, as_of: datetime) -> pd.DataFrame:
-    """Drop quality rows of intervals whose stored values came from later labels.
-
-    A re-run or backfill of an older interval recomputes its predecessors with
-    the labels known then; the warehouse keeps the more mature numbers.
-    """
-    from modelwatch.warehouse import load as warehouse_load
-
-    quality = metrics["kind"].eq("quality")
-    starts = sorted(set(pd.to_datetime(metrics.loc[quality, "interval_start"], utc=True)))
-    if not starts:
-        return metrics
-    stored = warehouse_load.latest_labels_as_of(engine, model_name, [s.to_pydatetime() for s in starts])
-    staler = {pd.Timestamp(start) for start, stored_as_of in stored.items() if stored_as_of > as_of}
-    if not staler:
-        return metrics
-    interval = pd.to_datetime(metrics["interval_start"], utc=True)
-    log.info("kept more mature stored metrics of %s", ", ".join(sorted(s.isoformat() for s in staler)))
-    return metrics.loc[~(quality & interval.isin(staler))].reset_index(drop=True)
 
 
 def mark_failed(model_name: str, start: datetime, end: datetime, run_id: str, reason: str,

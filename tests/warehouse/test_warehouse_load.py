@@ -120,7 +120,7 @@ def test_reload_replaces_the_interval_rows(warehouse_engine):
     assert count(warehouse_engine, "monitoring_runs", status="failed") == 1
 
 
-def test_recomputed_earlier_metrics_replace_only_their_keys(warehouse_engine):
+def test_recomputed_earlier_metrics_replace_that_intervals_quality_rows(warehouse_engine):
     load_run(warehouse_engine, full_bundle(JAN[0]))
     later = full_bundle(JAN[1])
     recomputed = metrics(JAN[0], {"auc_roc": 0.95}, label_coverage=0.9, sample_size=900)
@@ -132,14 +132,42 @@ def test_recomputed_earlier_metrics_replace_only_their_keys(warehouse_engine):
         warehouse_engine,
         select(schema.model_metrics).where(schema.model_metrics.c.interval_start == JAN[0]),
     ).set_index(["segment", "metric"])
-    assert len(rows) == 4
+    # The recomputation is the whole quality picture of 1 January: keys it no longer has are gone.
+    assert sorted(rows.index) == [("all", "auc_roc"), ("all", "latency_p99_ms")]
     assert rows.loc[("all", "auc_roc"), "value"] == pytest.approx(0.95)
     assert rows.loc[("all", "auc_roc"), "label_coverage"] == pytest.approx(0.9)
     assert rows.loc[("all", "auc_roc"), "sample_size"] == 900
-    assert rows.loc[("all", "accuracy"), "value"] == pytest.approx(0.9)
-    assert rows.loc[("region=eu", "auc_roc"), "value"] == pytest.approx(0.7)
-    assert count(warehouse_engine, "model_metrics") == 8
+    assert rows.loc[("all", "auc_roc"), "labels_as_of"] == JAN[1] + DAY
+    assert rows.loc[("all", "latency_p99_ms"), "kind"] == "system"  # only its own run replaces system rows
+    assert count(warehouse_engine, "model_metrics") == 2 + 4
     assert count(warehouse_engine, "feature_drift", interval_start=JAN[0]) == 2
+
+
+def test_a_rerun_drops_metric_keys_that_no_longer_occur(warehouse_engine):
+    first = full_bundle(JAN[0])
+    vanished = metrics(JAN[0], {"auc_roc": 0.5, "request_count": 7.0}, model_version="2")
+    first.model_metrics = pd.concat([first.model_metrics, vanished])
+    load_run(warehouse_engine, first)
+    assert count(warehouse_engine, "model_metrics", model_version="2") == 2
+    load_run(warehouse_engine, full_bundle(JAN[0]))
+    assert count(warehouse_engine, "model_metrics", model_version="2") == 0
+    assert count(warehouse_engine, "model_metrics") == 4
+
+
+def test_an_older_rerun_keeps_quality_rows_made_from_later_labels(warehouse_engine):
+    later = full_bundle(JAN[1])
+    later.model_metrics = pd.concat([later.model_metrics, metrics(JAN[0], {"auc_roc": 0.95})])
+    load_run(warehouse_engine, later)
+    rerun = full_bundle(JAN[0])
+    rerun.model_metrics = metrics(JAN[0], {"auc_roc": 0.6, "latency_p99_ms": 99.0})
+    counts = load_run(warehouse_engine, rerun)
+    stored = read_frame(
+        warehouse_engine,
+        select(schema.model_metrics).where(schema.model_metrics.c.interval_start == JAN[0]),
+    ).set_index("metric")
+    assert stored.loc["auc_roc", "value"] == pytest.approx(0.95)
+    assert stored.loc["latency_p99_ms", "value"] == pytest.approx(99.0)
+    assert counts["model_metrics"] == 1
 
 
 def test_missing_values_load_as_null(warehouse_engine):
@@ -252,11 +280,12 @@ def test_concurrent_recomputation_of_a_shared_interval(warehouse_engine):
             schema.model_metrics.c.segment == "all",
         ),
     ).set_index("metric")
-    assert sorted(recomputed.index) == ["accuracy", "auc_roc", "f1", "latency_p99_ms"]
-    assert recomputed.loc["auc_roc", "value"] in (0.91, 0.92, 0.93)
-    assert recomputed.loc["f1", "value"] == recomputed.loc["auc_roc", "value"]
-    assert count(warehouse_engine, "model_metrics", interval_start=JAN[0]) == 5  # 4 + new f1
-    assert count(warehouse_engine, "model_metrics") == 5 + 3 * 4
+    assert sorted(recomputed.index) == ["auc_roc", "f1", "latency_p99_ms"]
+    # Whichever loads last, the run that knew the most labels (3 days later) wins.
+    assert recomputed.loc["auc_roc", "value"] == pytest.approx(0.93)
+    assert recomputed.loc["f1", "value"] == pytest.approx(0.93)
+    assert count(warehouse_engine, "model_metrics", interval_start=JAN[0]) == 3
+    assert count(warehouse_engine, "model_metrics") == 3 + 3 * 4
     assert count(warehouse_engine, "monitoring_runs") == 4
 
 

@@ -32,7 +32,6 @@ from sqlalchemy import (
     func,
     select,
     text,
-    tuple_,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
@@ -60,7 +59,6 @@ JSON_LIST_COLUMNS = ("damaged_files", "missing_partitions")
 LOAD_ATTEMPTS = 5
 RETRY_DELAY_S = 0.2
 INSERT_CHUNK_ROWS = 5_000
-DELETE_CHUNK_KEYS = 500
 
 _TRANSIENT_SQLSTATES = {"23505", "40001", "40P01"}  # unique violation, serialization, deadlock
 _TRANSIENT_SQLITE_MESSAGES = ("unique constraint failed", "database is locked")
@@ -84,8 +82,15 @@ class RunBundle:
         `damaged_files` and `missing_partitions` may be lists).
     model_metrics:
         Metric rows. They may cover earlier intervals (quality metrics
-        recomputed as late labels arrive); each row replaces the row with the
-        same key and no other row.
+        recomputed as late labels arrive). The rows of one interval and kind
+        replace every stored row of that interval and kind, keys that no longer
+        occur included; the run's own interval is replaced for both kinds even
+        when the frame holds none of its rows. Quality rows are the exception
+        when the stored ones came from later labels (a larger `labels_as_of`):
+        those stay, and the bundle's rows of that interval are dropped.
+    labels_as_of:
+        When the bundle's quality metrics were computed from the labels known
+        (default `interval_end`); fills `labels_as_of` where a metric row has none.
     feature_drift, feature_profiles, data_quality_results, quarantined_records:
         Rows of the run's own interval; they replace all rows of that interval.
 
@@ -100,6 +105,7 @@ class RunBundle:
     run_id: str
     run: dict[str, Any] = field(default_factory=dict)
     model_metrics: pd.DataFrame | None = None
+    labels_as_of: datetime | None = None
     feature_drift: pd.DataFrame | None = None
     feature_profiles: pd.DataFrame | None = None
     data_quality_results: pd.DataFrame | None = None
@@ -147,7 +153,7 @@ def load_run(engine: Engine, bundle: RunBundle) -> dict[str, int]:
     for attempt in range(1, LOAD_ATTEMPTS + 1):
         try:
             with locked_transaction(engine, f"load:{bundle.model_name}") as connection:
-                _write(connection, bundle, run_row, frames)
+                metrics_written = _write(connection, bundle, run_row, frames)
             break
         except DBAPIError as exc:
             if attempt == LOAD_ATTEMPTS or not _is_transient(exc):
@@ -157,6 +163,7 @@ def load_run(engine: Engine, bundle: RunBundle) -> dict[str, int]:
             log.warning("load of %s failed (%s); retrying", bundle.describe(), exc.orig)
             time.sleep(RETRY_DELAY_S * attempt)
     counts = {"monitoring_runs": 1} | {name: len(frames[name].rows) for name in FRAME_TABLES}
+    counts["model_metrics"] = metrics_written
     log.info("loaded %s: %s", bundle.describe(), counts)
     return counts
 
@@ -239,23 +246,6 @@ def previous_profiles(engine: Engine, model_name: str, before: datetime, n: int)
         .order_by(profiles.c.interval_start, profiles.c.feature)
     )
     return read_frame(engine, statement)
-
-
-def latest_labels_as_of(engine: Engine, model_name: str, starts: list[datetime]) -> dict[datetime, datetime]:
-    """For each given interval start, the latest `labels_as_of` of its stored quality metrics."""
-    metrics = schema.model_metrics
-    statement = (
-        select(metrics.c.interval_start, func.max(metrics.c.labels_as_of))
-        .where(
-            metrics.c.model_name == model_name,
-            metrics.c.kind == "quality",
-            metrics.c.interval_start.in_(starts),
-            metrics.c.labels_as_of.is_not(None),
-        )
-        .group_by(metrics.c.interval_start)
-    )
-    with engine.connect() as connection:
-        return {start: as_of for start, as_of in connection.execute(statement).all()}
 
 
 def recent_volumes(engine: Engine, model_name: str, before: datetime, n: int) -> list[int]:
@@ -351,6 +341,9 @@ def _prepare(bundle: RunBundle, name: str) -> _Rows:
             f"{name}: unknown columns {unknown}; expected some of {list(table.c.keys())}"
         )
     values = {column: _convert(frame[column], table.c[column], name) for column in frame.columns}
+    if name == "model_metrics":
+        as_of = bundle.labels_as_of or bundle.interval_end
+        values["labels_as_of"] = [value or as_of for value in values.get("labels_as_of", [None] * len(frame))]
     identity = {
         "model_name": bundle.model_name,
         "interval_start": bundle.interval_start,
@@ -465,10 +458,10 @@ def _write(
     bundle: RunBundle,
     run_row: dict[str, Any],
     frames: dict[str, _Rows],
-) -> None:
-    """All statements of one load, inside the caller's transaction."""
+) -> int:
+    """All statements of one load, inside the caller's transaction; returns metric rows written."""
     _upsert(connection, schema.monitoring_runs, run_row)
-    _replace_keys(connection, frames["model_metrics"])
+    written = _replace_metrics(connection, bundle, frames["model_metrics"])
     for name in INTERVAL_TABLES:
         table = schema.metadata.tables[name]
         connection.execute(
@@ -478,6 +471,53 @@ def _write(
             )
         )
         _insert(connection, frames[name])
+    return written
+
+
+def _replace_metrics(connection: Connection, bundle: RunBundle, rows: _Rows) -> int:
+    """Replace the stored metrics of every (interval, kind) the bundle covers; see `RunBundle`.
+
+    Runs inside the load's locked transaction, so that of two runs recomputing
+    one interval the one with the later labels wins whichever loads last.
+    """
+    table = schema.model_metrics
+    at = {name: rows.columns.index(name) for name in ("interval_start", "kind")} if rows.rows else {}
+    scopes = {(row[at["interval_start"]], row[at["kind"]]) for row in rows.rows}
+    scopes |= {(bundle.interval_start, kind) for kind in schema.METRIC_KINDS}
+    quality_starts = sorted(start for start, kind in scopes if kind == "quality")
+    stored = _latest_labels_as_of(connection, bundle.model_name, quality_starts)
+    as_of = bundle.labels_as_of or bundle.interval_end
+    kept_stored = {start for start in quality_starts if start in stored and stored[start] > as_of}
+    if kept_stored:
+        log.info("kept metrics made from later labels for %s", ", ".join(s.isoformat() for s in sorted(kept_stored)))
+    replaced = sorted(scope for scope in scopes if not (scope[1] == "quality" and scope[0] in kept_stored))
+    for start, kind in replaced:
+        connection.execute(
+            delete(table).where(
+                table.c.model_name == bundle.model_name, table.c.interval_start == start, table.c.kind == kind
+            )
+        )
+    fresh = [row for row in rows.rows if (row[at["interval_start"]], row[at["kind"]]) in set(replaced)]
+    _insert(connection, _Rows(rows.table, rows.columns, fresh))
+    return len(fresh)
+
+
+def _latest_labels_as_of(connection: Connection, model_name: str, starts: list[datetime]) -> dict[datetime, datetime]:
+    """For each given interval start, the latest `labels_as_of` of its stored quality metrics."""
+    if not starts:
+        return {}
+    metrics = schema.model_metrics
+    statement = (
+        select(metrics.c.interval_start, func.max(metrics.c.labels_as_of))
+        .where(
+            metrics.c.model_name == model_name,
+            metrics.c.kind == "quality",
+            metrics.c.interval_start.in_(starts),
+            metrics.c.labels_as_of.is_not(None),
+        )
+        .group_by(metrics.c.interval_start)
+    )
+    return {start: as_of for start, as_of in connection.execute(statement).all()}
 
 
 def _upsert(connection: Connection, table: Table, row: dict[str, Any]) -> None:
@@ -490,41 +530,6 @@ def _upsert(connection: Connection, table: Table, row: dict[str, Any]) -> None:
         set_={name: statement.excluded[name] for name in row if name not in key},
     )
     connection.execute(statement)
-
-
-def _replace_keys(connection: Connection, rows: _Rows) -> None:
-    """Delete the rows whose keys `rows` holds, then insert `rows`."""
-    if not rows.rows:
-        return
-    key = schema.key_columns(rows.table)
-    positions = [rows.columns.index(name) for name in key]
-    keys = [tuple(row[i] for i in positions) for row in rows.rows]
-    if connection.dialect.name == "postgresql":
-        _delete_keys_postgres(connection, rows.table, key, keys)
-    else:
-        key_clause = tuple_(*(rows.table.c[name] for name in key))
-        for chunk in _chunks(keys, DELETE_CHUNK_KEYS):
-            connection.execute(delete(rows.table).where(key_clause.in_(chunk)))
-    _insert(connection, rows)
-
-
-def _delete_keys_postgres(
-    connection: Connection, table: Table, key: list[str], keys: list[tuple[Any, ...]]
-) -> None:
-    """Delete rows by key in one statement, joining the table to arrays of the key values."""
-    quote = connection.dialect.identifier_preparer.quote
-    compile_type = connection.dialect.type_compiler_instance.process
-    arrays = ", ".join(
-        f"CAST(:k{i} AS {compile_type(table.c[name].type)}[])" for i, name in enumerate(key)
-    )
-    matches = " AND ".join(f"t.{quote(name)} = k.{quote(name)}" for name in key)
-    statement = text(
-        f"DELETE FROM {quote(table.name)} AS t "
-        f"USING unnest({arrays}) AS k({', '.join(quote(name) for name in key)}) "
-        f"WHERE {matches}"
-    )
-    columns = zip(*keys, strict=True)
-    connection.execute(statement, {f"k{i}": list(values) for i, values in enumerate(columns)})
 
 
 def _insert(connection: Connection, rows: _Rows) -> None:
