@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 import pytest
 from logfiles import label, make_model, partition, prediction, write_records
+from pipelines import interval, run_interval
 
 from modelwatch import pipeline
 from modelwatch.config import ProjectConfig
 from modelwatch.warehouse.load import read_frame
-
-DAY = UTC
-
-
-def interval(day: int) -> tuple[datetime, datetime]:
-    return datetime(2026, 3, day, tzinfo=DAY), datetime(2026, 3, day + 1, tzinfo=DAY)
 
 
 @pytest.fixture
@@ -24,16 +19,6 @@ def world(tmp_path):
     model = make_model(root, label_maturity_intervals=1)
     config = ProjectConfig(staging_root=str(tmp_path / "staging"), models=[model])
     return root, config
-
-
-def run_interval(config: ProjectConfig, day: int, url: str) -> dict:
-    start, end = interval(day)
-    name = config.models[0].name
-    staged = pipeline.extract(name, start, end, config=config)
-    pipeline.validate(name, staged["folder"], start, end, config=config, warehouse_url=url)
-    measured = pipeline.measure(name, staged["folder"], start, end, config=config, warehouse_url=url)
-    pipeline.load(name, staged["folder"], start, end, f"run-{day}", config=config, warehouse_url=url)
-    return measured
 
 
 def test_orphans_are_counted_once_every_interval_of_the_window_is_staged(world, warehouse_url):
