@@ -7,6 +7,7 @@ each other; data moves through the staged folder and the warehouse.
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime
 
 import fsspec
@@ -22,6 +23,10 @@ from modelwatch.staging import StagedBatch
 
 log = logging.getLogger(__name__)
 
+
+class HistoryIncomplete(RuntimeError):
+    """Earlier intervals that this interval's results depend on are still being processed."""
+
 PROFILE_COLUMN_GROUP = 4
 DRIFT_SAMPLE_ROWS = 1_000_000
 
@@ -35,6 +40,59 @@ def _utc(moment: datetime) -> datetime:
 def _model(name: str, config: ProjectConfig | None = None) -> tuple[ProjectConfig, ModelConfig]:
     config = config or load_config()
     return config, config.model(name)
+
+
+def history_intervals(model: ModelConfig) -> int:
+    """How many earlier intervals an interval's results may depend on.
+
+    Validation compares the volume with recent runs, drift may compare with the
+    trailing intervals' profiles, and measure recomputes earlier intervals'
+    quality metrics as their labels mature.
+    """
+    return max(
+        model.data_quality.volume_history_intervals,
+        model.reference.trailing_intervals or 0,
+        model.label_maturity_intervals,
+    )
+
+
+def pending_history(model_name: str, start: datetime, config: ProjectConfig | None = None,
+                    warehouse_url: str | None = None) -> list[datetime]:
+    """Earlier intervals within `history_intervals` whose run has started and not yet ended."""
+    from modelwatch.warehouse import load
+
+    _, model = _model(model_name, config)
+    start = _utc(start)
+    since = start - model.interval_length * history_intervals(model)
+    return load.unfinished_runs(warehouse_engine(warehouse_url), model.name, since, start)
+
+
+def await_history(model_name: str, start: datetime, timeout_s: float, poll_s: float = 1.0,
+                  config: ProjectConfig | None = None, warehouse_url: str | None = None) -> None:
+    """Wait until no earlier interval this one depends on is still being processed.
+
+    Runs of different intervals at once then give the warehouse that the same
+    runs give in order. Under Airflow the `wait_for_history` sensor does this
+    waiting without holding a worker slot.
+
+    Raises
+    ------
+    HistoryIncomplete
+        Still pending after `timeout_s` seconds, naming the intervals.
+    """
+    deadline = time.monotonic() + timeout_s
+    while pending := pending_history(model_name, start, config, warehouse_url):
+        if time.monotonic() >= deadline:
+            raise HistoryIncomplete(describe_pending(model_name, start, pending, timeout_s))
+        time.sleep(poll_s)
+
+
+def describe_pending(model_name: str, start: datetime, pending: list[datetime], waited_s: float) -> str:
+    shown = ", ".join(moment.isoformat() for moment in pending)
+    return (
+        f"{model_name} {start.isoformat()}: earlier intervals still being processed after {waited_s:.0f} s: "
+        f"{shown}; their results are part of this interval's history"
+    )
 
 
 def missing_partitions(model_name: str, start: datetime, end: datetime) -> list[str]:
@@ -99,12 +157,15 @@ def validate(model_name: str, folder: str, start: datetime, end: datetime,
     staged.write_frame(staging.DATA_QUALITY, outcome.rows)
     failed = outcome.rows.loc[~outcome.rows["success"].astype(bool)]
     log.info("%s", outcome.summary)
-    return {
+    result = {
+        "volume_history": len(volumes),
         "critical_failure": bool(outcome.critical_failure),
         "failed": failed["expectation"].tolist(),
         "failed_critical": failed.loc[failed["severity"] == "critical", "expectation"].tolist(),
         "summary": outcome.summary,
     }
+    staged.write_json(staging.VALIDATE, result)
+    return result
 
 
 # ---------------------------------------------------------------- measure
@@ -225,6 +286,8 @@ def measure(model_name: str, folder: str, start: datetime, end: datetime,
         "drifted_features": list(verdict.drifted_features),
         "prediction_drift": bool(verdict.prediction_drift),
         "drift_summary": verdict.summary,
+        "reference": reference_label,
+        "not_staged_intervals": not_staged,
     }
     staged.write_json(staging.MEASURE, result)
     log.info("%s: %s", model.name, verdict.summary)
@@ -252,11 +315,9 @@ def load(model_name: str, folder: str, start: datetime, end: datetime, run_id: s
         )
     staged.check_counts(extract_module.staged_counts(manifest))
     measured = staged.read_json(staging.MEASURE)
+    validated = staged.read_json(staging.VALIDATE)
     quality = staged.read_frame(staging.DATA_QUALITY)
-    critical = bool(
-        quality is not None
-        and (~quality["success"].astype(bool) & quality["severity"].eq("critical")).any()
-    )
+    critical = validated["critical_failure"]
     quarantine = staged.read(staging.QUARANTINE)
     engine = warehouse_engine(warehouse_url)
     bundle = warehouse_load.RunBundle(
@@ -278,6 +339,12 @@ def load(model_name: str, folder: str, start: datetime, end: datetime, run_id: s
             "critical_failure": critical,
             "drift_detected": measured["drift_detected"],
             "drifted_features": len(measured["drifted_features"]),
+            "history": {
+                "volume_intervals": validated["volume_history"],
+                "drift_reference": measured["reference"],
+                "recomputed_intervals": measured["recomputed_intervals"],
+                "not_staged_intervals": measured["not_staged_intervals"],
+            },
         },
         model_metrics=staged.read_frame(staging.METRICS),
         labels_as_of=end,
@@ -297,6 +364,16 @@ def mark_failed(model_name: str, start: datetime, end: datetime, run_id: str, re
     from modelwatch.warehouse import load as warehouse_load
 
     warehouse_load.mark_run_failed(
+        warehouse_engine(warehouse_url), model_name, _utc(start), _utc(end), run_id, reason
+    )
+
+
+def mark_retrying(model_name: str, start: datetime, end: datetime, run_id: str, reason: str,
+                  warehouse_url: str | None = None) -> None:
+    """Record that a task of the run failed and will be tried again, and why."""
+    from modelwatch.warehouse import load as warehouse_load
+
+    warehouse_load.mark_run_retrying(
         warehouse_engine(warehouse_url), model_name, _utc(start), _utc(end), run_id, reason
     )
 

@@ -8,7 +8,8 @@ another run's half-written files::
                                                        /feedback.parquet
                                                        /quarantine.parquet
                                                        /manifest.json
-                                                       /data_quality.parquet, metrics.parquet, ...
+                                                       /data_quality.parquet, validate.json
+                                                       /metrics.parquet, ..., measure.json
                                     /published.json     which attempt later intervals read
 
 Each file appears under its final name only once it is complete (written
@@ -51,6 +52,7 @@ DATA_QUALITY = "data_quality.parquet"
 METRICS = "metrics.parquet"
 PROFILES = "profiles.parquet"
 DRIFT = "drift.parquet"
+VALIDATE = "validate.json"
 MEASURE = "measure.json"
 PUBLISHED = "published.json"
 ATTEMPTS = "attempts"

@@ -36,6 +36,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
+from modelwatch.batch import safe_text
 from modelwatch.warehouse import schema
 from modelwatch.warehouse.engine import locked_transaction
 from modelwatch.warehouse.schema import UtcDateTime
@@ -55,7 +56,9 @@ INTERVAL_TABLES = FRAME_TABLES[1:]
 """Tables whose rows for the run's interval are replaced as a whole."""
 
 RUN_KEYS = ("model_name", "interval_start", "interval_end", "run_id")
-JSON_LIST_COLUMNS = ("damaged_files", "missing_partitions")
+JSON_COLUMNS = ("damaged_files", "missing_partitions", "history")
+UNFINISHED_STATUSES = ("running", "retrying")
+FAILURE_REASON_CHARS = 4000
 LOAD_ATTEMPTS = 5
 RETRY_DELAY_S = 0.2
 INSERT_CHUNK_ROWS = 5_000
@@ -182,13 +185,23 @@ def mark_run_started(
     )
 
 
+def mark_run_retrying(
+    engine: Engine, model_name: str, start: datetime, end: datetime, run_id: str, reason: str
+) -> None:
+    """Record that a task of the run failed and waits for its next try, and why."""
+    _mark_run(
+        engine, RunBundle(model_name, start, end, run_id),
+        status="retrying", failure_reason=safe_text(reason)[:FAILURE_REASON_CHARS], finished_at=None,
+    )
+
+
 def mark_run_failed(
     engine: Engine, model_name: str, start: datetime, end: datetime, run_id: str, reason: str
 ) -> None:
     """Record that a run of `model_name` over `[start, end)` failed before loading, and why."""
     _mark_run(
         engine, RunBundle(model_name, start, end, run_id),
-        status="failed", failure_reason=reason[:4000], finished_at=datetime.now(UTC),
+        status="failed", failure_reason=safe_text(reason)[:FAILURE_REASON_CHARS], finished_at=datetime.now(UTC),
     )
 
 
@@ -246,6 +259,23 @@ def previous_profiles(engine: Engine, model_name: str, before: datetime, n: int)
         .order_by(profiles.c.interval_start, profiles.c.feature)
     )
     return read_frame(engine, statement)
+
+
+def unfinished_runs(engine: Engine, model_name: str, since: datetime, before: datetime) -> list[datetime]:
+    """Starts of the intervals in `[since, before)` whose run has begun and not ended (running or retrying)."""
+    runs = schema.monitoring_runs
+    statement = (
+        select(runs.c.interval_start)
+        .where(
+            runs.c.model_name == model_name,
+            runs.c.interval_start >= since,
+            runs.c.interval_start < before,
+            runs.c.status.in_(UNFINISHED_STATUSES),
+        )
+        .order_by(runs.c.interval_start)
+    )
+    with engine.connect() as connection:
+        return list(connection.execute(statement).scalars())
 
 
 def recent_volumes(engine: Engine, model_name: str, before: datetime, n: int) -> list[int]:
@@ -309,10 +339,10 @@ def _run_row(bundle: RunBundle) -> dict[str, Any]:
             f"RunBundle.run['status']: expected one of {list(schema.RUN_STATUSES)} "
             f"(got {row['status']!r})"
         )
-    for name in JSON_LIST_COLUMNS:
-        if isinstance(row.get(name), list | tuple):
-            row[name] = json.dumps(list(row[name]), default=_json_default)
-    if row["status"] != "running":
+    for name in JSON_COLUMNS:
+        if isinstance(row.get(name), list | tuple | dict):
+            row[name] = json.dumps(row[name], default=_json_default)
+    if row["status"] not in UNFINISHED_STATUSES:
         row.setdefault("finished_at", datetime.now(UTC))
     row.setdefault("failure_reason", None)
     return row
@@ -389,9 +419,14 @@ def _timestamps(series: pd.Series) -> list[datetime | None]:
 
 
 def _text(value: Any) -> str | None:
-    """A text cell: strings as is, lists and mappings as JSON, missing as None."""
+    """A text cell: strings made safe (`batch.safe_text`), lists and mappings as JSON, missing as None.
+
+    Values from log records are quarantined upstream when they hold NUL or
+    unpaired surrogates; this is the last guard for everything else (e.g.
+    failure reasons quoting them), so that both databases store the same text.
+    """
     if isinstance(value, str):
-        return value
+        return safe_text(value)
     if isinstance(value, dict | list | tuple | np.ndarray):
         return json.dumps(value, default=_json_default)
     if value is None or value is pd.NA or value is pd.NaT:

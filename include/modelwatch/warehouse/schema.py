@@ -33,7 +33,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-RUN_STATUSES = ("running", "success", "halted", "failed")
+RUN_STATUSES = ("running", "retrying", "success", "halted", "failed")
 METRIC_KINDS = ("quality", "system")
 DRIFT_METHODS = ("psi", "ks", "wasserstein", "chi2")
 FEATURE_TYPES = ("numeric", "categorical", "boolean")
@@ -115,6 +115,7 @@ monitoring_runs = Table(
     Column("started_at", UtcDateTime),
     Column("finished_at", UtcDateTime),
     Column("failure_reason", Text),
+    Column("history", Text),
     PrimaryKeyConstraint("model_name", "interval_start", name="pk_monitoring_runs"),
 )
 
