@@ -21,24 +21,30 @@ def interval(day: int) -> tuple[datetime, datetime]:
     return datetime(2026, 3, day, tzinfo=UTC), datetime(2026, 3, day + 1, tzinfo=UTC)
 
 
-def run_interval(config: ProjectConfig, day: int, url: str, run_id: str | None = None) -> dict:
-    """Mark, extract, validate, measure and load one interval, as the DAG's tasks do; returns measure's result."""
+def run_interval(config: ProjectConfig, day: int, url: str, run_id: str | None = None,
+                 history_timeout_s: float = 0.0) -> dict:
+    """Mark, extract, wait for history, validate, measure and load one interval, as the DAG's tasks do.
+
+    Returns measure's result.
+    """
     start, end = interval(day)
     name = config.models[0].name
     run_id = run_id or f"run-{day}"
     pipeline.mark_started(name, start, end, run_id, warehouse_url=url)
     staged = pipeline.extract(name, start, end, config=config, attempt=run_id)
+    pipeline.await_history(name, start, history_timeout_s, poll_s=0.2, config=config, warehouse_url=url)
     pipeline.validate(name, staged["folder"], start, end, config=config, warehouse_url=url)
     measured = pipeline.measure(name, staged["folder"], start, end, config=config, warehouse_url=url)
     pipeline.load(name, staged["folder"], start, end, run_id, config=config, warehouse_url=url)
     return measured
 
 
-def run_interval_at(moment: float, config: ProjectConfig, day: int, url: str, run_id: str) -> str:
+def run_interval_at(moment: float, config: ProjectConfig, day: int, url: str, run_id: str,
+                    history_timeout_s: float = 0.0) -> str:
     """`run_interval` started at the wall-clock `moment`; returns 'success' or the error it raised."""
     time.sleep(max(0.0, moment - time.time()))
     try:
-        run_interval(config, day, url, run_id)
+        run_interval(config, day, url, run_id, history_timeout_s)
     except Exception as exc:  # a loud failure is an allowed outcome; the caller checks the warehouse
         return f"{type(exc).__name__}: {exc}"
     return "success"
