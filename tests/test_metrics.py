@@ -25,6 +25,7 @@ def _model(task: str) -> ModelConfig:
             {"name": "x", "type": "numeric"},
             {"name": "country", "type": "categorical"},
         ],
+        context=["channel"],
         segments=["country", "channel"],
     )
 

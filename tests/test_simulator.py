@@ -630,6 +630,7 @@ def test_any_models_file_gets_a_generic_world(tmp_path, mlflow_store):
                 {
                     "name": "bench_cls",
                     "task": "binary_classification",
+                    "context": ["region"],
                     "segments": ["tier", "region"],
                     "features": numeric + categorical + flags,
                 },

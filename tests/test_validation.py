@@ -22,6 +22,7 @@ HISTORY = [ROWS] * 7
 MODEL = {
     "name": "credit_risk",
     "task": "binary_classification",
+    "context": ["channel"],
     "segments": ["country", "channel"],
     "features": [
         {"name": "income", "type": "numeric", "min": 0, "max": 1_000_000, "max_null_fraction": 0.1},

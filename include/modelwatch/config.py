@@ -113,8 +113,8 @@ def _interval_lengths(cron: str) -> list[timedelta]:
     day its day fields allow. So the intervals are the gaps between those times
     within a day, plus, from each allowed day to the next, the gap from the last
     time of the one to the first time of the other. Only the days are found by
-    stepping croniter, and the usual schedules need no step at all: this runs at
-    every parse of the DAG file.
+    stepping croniter, and the usual schedules need a few steps at most: this
+    runs at every parse of the DAG file.
 
     Parameters
     ----------
@@ -172,11 +172,11 @@ def _day_steps(cron: str, day_fields: list[list[Any]]) -> set[int]:
 
 
 def _duration(length: timedelta) -> str:
-    """``15 minutes``, ``6 hours``, ``1 day``: the length in its largest whole unit."""
-    minutes = round(length.total_seconds() / 60)
-    unit, size = next((u, s) for u, s in (("day", _MINUTES_PER_DAY), ("hour", 60), ("minute", 1)) if minutes % s == 0)
-    count = minutes // size
-    return f"{count} {unit}" + ("" if count == 1 else "s")
+    """``15 minutes``, ``6 hours``, ``184 days 1 hour``: a whole number of minutes in words."""
+    days, minutes = divmod(round(length.total_seconds() / 60), _MINUTES_PER_DAY)
+    hours, minutes = divmod(minutes, 60)
+    counts = (("day", days), ("hour", hours), ("minute", minutes))
+    return " ".join(f"{count} {unit}" + ("" if count == 1 else "s") for unit, count in counts if count)
 
 
 class ConfigError(ValueError):
@@ -184,13 +184,14 @@ class ConfigError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN passes every bound check and infinity makes none; neither is a setting.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class FeatureConfig(_Strict):
     """One model input as the serving system logs it under `features`."""
 
-    name: str
+    name: Name
     type: FeatureType
     min: float | None = None
     max: float | None = None
@@ -199,13 +200,6 @@ class FeatureConfig(_Strict):
     drift_threshold: float | None = Field(
         None, gt=0, description="PSI above which this feature counts as drifted"
     )
-
-    @field_validator("name")
-    @classmethod
-    def _identifier(cls, value: str) -> str:
-        if not _NAME.match(value):
-            raise ValueError(f"expected a name of letters, digits and '_' (got {value!r})")
-        return value
 
     @model_validator(mode="after")
     def _fits_type(self) -> FeatureConfig:
@@ -221,7 +215,7 @@ class FeatureConfig(_Strict):
 class ReferenceConfig(_Strict):
     """What 'normal' looks like: a dataset, or the trailing intervals."""
 
-    dataset: str | None = Field(None, description="fsspec URL of a Parquet file of features")
+    dataset: Root | None = Field(None, description="fsspec URL of a Parquet file of features")
     trailing_intervals: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
@@ -283,12 +277,23 @@ class AlertConfig(_Strict):
     webhook_url: str | None = None
 
 
+class TimeoutsConfig(_Strict):
+    """How long one try of each task of `monitor_<model>` may run, in minutes."""
+
+    wait_for_logs: float = Field(10, gt=0, description="per poke: the sensor frees its slot between pokes")
+    extract: float = Field(60, gt=0)
+    # Named `validate` in the file; as a field name it would shadow `BaseModel.validate`.
+    validate_: float = Field(60, gt=0, alias="validate")
+    measure: float = Field(60, gt=0)
+    load: float = Field(30, gt=0)
+
+
 class ModelConfig(_Strict):
     """One deployed model and everything its `monitor_<name>` DAG needs."""
 
-    name: str
+    name: Name
     task: TaskKind
-    log_root: str = "logs"
+    log_root: Root = "logs"
     schedule: str = "@daily"
     start_date: str = "2026-01-01"
     owner: str = "ml-platform"
@@ -297,7 +302,11 @@ class ModelConfig(_Strict):
         360, ge=0, description="how long after the interval ends to wait for missing partitions"
     )
     features: Annotated[list[FeatureConfig], Field(min_length=1)]
-    segments: list[str] = Field(default_factory=list)
+    # Before `segments`, whose check reads it.
+    context: list[Name] = Field(
+        default_factory=list, description="keys of the records' `context` the serving system logs"
+    )
+    segments: list[Name] = Field(default_factory=list)
     reference: ReferenceConfig = ReferenceConfig(trailing_intervals=7)
     label_maturity_intervals: int = Field(
         7, ge=0, description="earlier intervals whose label metrics each run recomputes"
@@ -309,47 +318,110 @@ class ModelConfig(_Strict):
     retrain: RetrainConfig = RetrainConfig()
     rollback: RollbackConfig = RollbackConfig()
     alerts: AlertConfig = AlertConfig()
+    timeouts: TimeoutsConfig = TimeoutsConfig()
     registered_model: str | None = Field(None, description="MLflow name; defaults to `name`")
-
-    @field_validator("name")
-    @classmethod
-    def _identifier(cls, value: str) -> str:
-        if not _NAME.match(value):
-            raise ValueError(f"expected a name of letters, digits and '_' (got {value!r})")
-        return value
 
     @field_validator("schedule")
     @classmethod
-    def _cron(cls, value: str) -> str:
-        cron = SCHEDULE_PRESETS.get(value, value)
-        if len(cron.split()) != 5:
+    def _one_interval_length(cls, value: str) -> str:
+        lengths = [_duration(length) for length in _interval_lengths(SCHEDULE_PRESETS.get(value, value))]
+        if len(lengths) > 1:
             raise ValueError(
-                f"expected a 5-field cron expression or one of {sorted(SCHEDULE_PRESETS)} "
-                f"(got {value!r})"
+                f"expected intervals of one length, found intervals of {', '.join(lengths[:-1])} and {lengths[-1]}"
             )
         return value
 
-    @model_validator(mode="after")
-    def _unique_features(self) -> ModelConfig:
-        names = [f.name for f in self.features]
-        duplicated = sorted({n for n in names if names.count(n) > 1})
-        if duplicated:
-            raise ValueError(f"feature names must be unique (repeated: {duplicated})")
-        return self
+    @field_validator("start_date")
+    @classmethod
+    def _iso_start(cls, value: str) -> str:
+        _as_utc(value)
+        return value
+
+    @field_validator("features")
+    @classmethod
+    def _unique_features(cls, features: list[FeatureConfig]) -> list[FeatureConfig]:
+        repeated = _repeated([f.name for f in features])
+        if repeated:
+            raise ValueError(f"feature names must be unique (repeated: {repeated})")
+        return features
+
+    @field_validator("context")
+    @classmethod
+    def _distinct_context(cls, keys: list[str], info: ValidationInfo) -> list[str]:
+        repeated = _repeated(keys)
+        if repeated:
+            raise ValueError(f"context keys must be unique (repeated: {repeated})")
+        # A segment named like both would be ambiguous.
+        shadowed = sorted(set(keys) & {f.name for f in info.data.get("features", [])})
+        if shadowed:
+            raise ValueError(f"context keys must differ from feature names (both: {shadowed})")
+        return keys
+
+    @field_validator("segments")
+    @classmethod
+    def _known_segments(cls, segments: list[str], info: ValidationInfo) -> list[str]:
+        if "features" not in info.data or "context" not in info.data:
+            return segments  # their own errors are reported; without them no segment can be judged
+        features = {f.name: f for f in info.data["features"]}
+        context = info.data["context"]
+        groupable = sorted([name for name, f in features.items() if f.type != "numeric"] + context)
+        problems = []
+        repeated = _repeated(segments)
+        if repeated:
+            problems.append(f"segment keys must be unique (repeated: {repeated})")
+        for key in dict.fromkeys(segments):
+            if key in features and features[key].type == "numeric":
+                problems.append(f"segment {key!r} is a numeric feature, and continuous values make no segments")
+            elif key not in features and key not in context:
+                close = difflib.get_close_matches(key, groupable, n=1)
+                problems.append(
+                    f"segment {key!r} is neither a feature nor a `context` key"
+                    + (f" (did you mean {close[0]!r}?)" if close else "")
+                )
+        if problems:
+            raise ValueError(
+                "; ".join(problems) + "; expected a categorical or boolean feature or a key listed in `context`"
+                f" ({', '.join(groupable) or 'none'})"
+            )
+        return segments
 
     @property
     def cron(self) -> str:
         return SCHEDULE_PRESETS.get(self.schedule, self.schedule)
 
     @property
+    def start(self) -> datetime:
+        """`start_date` as an aware UTC datetime; a date, or a time without offset, is UTC."""
+        return _as_utc(self.start_date)
+
+    @property
     def interval_length(self) -> timedelta:
-        """Nominal length of one interval, used to size trailing windows."""
-        _minute, hour, _day_of_month, _, day_of_week = self.cron.split()
-        if hour == "*":
-            return timedelta(hours=1)
-        if day_of_week != "*":
-            return timedelta(weeks=1)
-        return timedelta(days=1)
+        """Length of one interval: the time between consecutive runs, alike for all (checked on reading)."""
+        (length,) = _interval_lengths(self.cron)
+        return length
+
+    def execution_timeout(self, task_name: str) -> timedelta:
+        """How long one try of a task may run; for `wait_for_logs`, one poke.
+
+        Parameters
+        ----------
+        task_name : str
+            A task of `monitor_<model>`: ``wait_for_logs``, ``extract``, ``validate``, ``measure`` or ``load``.
+
+        Returns
+        -------
+        timedelta
+            The task's entry in `timeouts`.
+
+        Raises
+        ------
+        KeyError
+            The DAG has no task of that name.
+        """
+        minutes = self.timeouts.model_dump(by_alias=True)
+        if task_name not in minutes:
+            raise KeyError(f"no task named {task_name!r}; expected one of {list(minutes)}")
+        return timedelta(minutes=minutes[task_name])
 
     @property
     def log_url(self) -> str:
@@ -369,16 +441,17 @@ class ModelConfig(_Strict):
 class ProjectConfig(_Strict):
     """The whole models file."""
 
-    staging_root: str = "staging"
+    staging_root: Root = "staging"
     models: Annotated[list[ModelConfig], Field(min_length=1)]
 
-    @model_validator(mode="after")
-    def _unique_models(self) -> ProjectConfig:
-        names = [m.name for m in self.models]
-        duplicated = sorted({n for n in names if names.count(n) > 1})
-        if duplicated:
-            raise ValueError(f"model names must be unique (repeated: {duplicated})")
-        return self
+    # A field validator, not a model one, so the error's location reads `models`.
+    @field_validator("models")
+    @classmethod
+    def _unique_models(cls, models: list[ModelConfig]) -> list[ModelConfig]:
+        repeated = _repeated([m.name for m in models])
+        if repeated:
+            raise ValueError(f"model names must be unique (repeated: {repeated})")
+        return models
 
     @property
     def staging_url(self) -> str:
@@ -398,7 +471,8 @@ def _location(raw: dict[str, Any], loc: tuple[Any, ...]) -> str:
         if i == 1 and loc[0] == "models" and isinstance(key, int):
             models = raw.get("models") or []
             name = models[key].get("name") if key < len(models) and isinstance(models[key], dict) else None
-            parts[-1] = f"models[{name or key}]"
+            # An invalid name (say, with a newline) would garble the location; its own error shows it.
+            parts[-1] = f"models[{name if isinstance(name, str) and _NAME.fullmatch(name) else key}]"
         elif isinstance(key, int):
             parts[-1] = f"{parts[-1]}[{key}]"
         else:

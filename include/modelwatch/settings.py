@@ -23,10 +23,40 @@ def config_path() -> Path:
     return Path(os.environ.get("MODELWATCH_CONFIG", SHIPPED_CONFIG)).resolve()
 
 
+def _is_relative(url: str) -> bool:
+    return "://" not in url and not os.path.isabs(url)
+
+
+def leaves_data_dir(url: str) -> bool:
+    """Whether a configured root is a relative path whose `..` parts lead out of the data folder.
+
+    Parameters
+    ----------
+    url : str
+        A root as configured: a URL, an absolute path or a path relative to the data folder.
+
+    Returns
+    -------
+    bool
+        True for e.g. ``../elsewhere`` or ``logs/../..``; False for URLs, absolute paths and
+        relative paths that stay inside, such as ``logs/../staging``.
+    """
+    return _is_relative(url) and Path(os.path.normpath(url)).parts[:1] == (os.pardir,)
+
+
 def resolve_root(url: str) -> str:
-    """Turn a configured root into an fsspec URL; relative paths live in the data folder."""
-    if "://" in url or os.path.isabs(url):
+    """Turn a configured root into an fsspec URL; relative paths live in the data folder.
+
+    Raises
+    ------
+    ValueError
+        A relative ``url`` leads out of the data folder. The models file is checked for this
+        when read; this check guards every other caller.
+    """
+    if not _is_relative(url):
         return url
+    if leaves_data_dir(url):
+        raise ValueError(f"root {url!r} leads out of the data folder {data_dir()}")
     return str(data_dir() / url)
 
 
