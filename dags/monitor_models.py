@@ -8,12 +8,21 @@ data interval `[data_interval_start, data_interval_end)` of the model's schedule
    has arrived; past `log_wait_minutes` it fails naming the missing path.
 2. **extract**: reads the interval's predictions and feedback as the log
    contract says, quarantines bad records with reasons, and stages the batch
-   under the staging root. XCom carries only the folder and counts.
-3. **validate**: Great Expectations suite built from the model's config; a
+   in a folder of its own attempt, published when complete. XCom carries
+   only the folder and counts.
+3. **wait_for_history**: waits while an earlier interval that this one's
+   results depend on is still being processed, so that runs of several
+   intervals at once give the results of the same runs in order.
+4. **validate**: Great Expectations suite built from the model's config; a
    critical failure marks the interval so no model decision is taken on it.
-4. **measure**: model-quality metrics (this interval and the earlier ones whose
+5. **measure**: model-quality metrics (this interval and the earlier ones whose
    labels are still maturing), system KPIs, drift against the reference.
-5. **load**: one warehouse transaction per run; re-runs replace, never duplicate.
+6. **load**: one warehouse transaction per run; re-runs replace, never duplicate.
+
+Every task has an `execution_timeout` from the model's `timeouts`. Transient
+failures (I/O, the warehouse) are retried with backoff; a deterministic one (a
+bad config, a damaged staged batch) fails at once. `monitoring_runs` says
+`retrying` or `failed` with the task and its exception.
 
 Manual runs and backfills from the UI cover whole intervals. Runbook and
 warehouse tables: `docs/`.
@@ -29,20 +38,34 @@ from airflow.sdk import Param, PokeReturnValue, dag, task
 from modelwatch.config import ModelConfig, load_config
 
 IO_RETRIES = {"retries": 3, "retry_delay": timedelta(minutes=2), "retry_exponential_backoff": True}
+HISTORY_WAIT = timedelta(hours=6)
 
 
-def record_failure(context) -> None:
-    """Mark the interval failed in the warehouse, naming the task and its error."""
-    from modelwatch import pipeline
+def _mark(context, mark) -> None:
+    from modelwatch import airflow_adapter
 
     dag_run = context["dag_run"]
-    pipeline.mark_failed(
+    mark(
         context["dag"].dag_id.removeprefix("monitor_"),
         dag_run.data_interval_start,
         dag_run.data_interval_end,
         dag_run.run_id,
-        f"{context['task_instance'].task_id}: {context.get('exception')}",
+        airflow_adapter.describe_failure(context),
     )
+
+
+def record_failure(context) -> None:
+    """Mark the interval failed in the warehouse, naming the task and its exception."""
+    from modelwatch import pipeline
+
+    _mark(context, pipeline.mark_failed)
+
+
+def record_retry(context) -> None:
+    """Mark the interval as waiting for a task's next try, naming the task and its exception."""
+    from modelwatch import pipeline
+
+    _mark(context, pipeline.mark_retrying)
 
 
 def build_monitor_dag(model: ModelConfig):
@@ -52,13 +75,18 @@ def build_monitor_dag(model: ModelConfig):
     @dag(
         dag_id=f"monitor_{model.name}",
         schedule=CronDataIntervalTimetable(model.cron, timezone="UTC"),
-        start_date=pendulum.parse(model.start_date, tz="UTC"),
+        start_date=pendulum.instance(model.start),
         catchup=False,
         max_active_runs=4,
         doc_md=__doc__,
         tags=["modelwatch", "monitoring", model.task, model.name],
-        default_args={"owner": model.owner, "retries": 1, "retry_delay": timedelta(minutes=1)},
-        on_failure_callback=record_failure,
+        default_args={
+            "owner": model.owner,
+            "retries": 1,
+            "retry_delay": timedelta(minutes=1),
+            "on_failure_callback": record_failure,
+            "on_retry_callback": record_retry,
+        },
         params={
             "wait_for_logs": Param(
                 True, type="boolean", description="Wait for missing partitions (off: fail at once)"
@@ -68,7 +96,8 @@ def build_monitor_dag(model: ModelConfig):
     def monitor():
         # The sensor does its own waiting; a retry would only repeat the same verdict.
         @task.sensor(
-            poke_interval=300, timeout=int(model.log_wait_minutes * 60) + 3600, mode="reschedule", retries=0
+            poke_interval=300, timeout=int(model.log_wait_minutes * 60) + 3600, mode="reschedule", retries=0,
+            execution_timeout=model.execution_timeout("wait_for_logs"),
         )
         def wait_for_logs(data_interval_start=None, data_interval_end=None, params=None):
             from modelwatch import pipeline
@@ -84,35 +113,58 @@ def build_monitor_dag(model: ModelConfig):
                 )
             return PokeReturnValue(is_done=False)
 
-        @task(**IO_RETRIES)
-        def extract(data_interval_start=None, data_interval_end=None, run_id=None) -> dict:
-            from modelwatch import pipeline
+        @task(**IO_RETRIES, execution_timeout=model.execution_timeout("extract"))
+        def extract(data_interval_start=None, data_interval_end=None, run_id=None, ti=None) -> dict:
+            from modelwatch import airflow_adapter, pipeline
 
-            pipeline.mark_started(model.name, data_interval_start, data_interval_end, run_id)
-            return pipeline.extract(model.name, data_interval_start, data_interval_end)
+            with airflow_adapter.retry_only_transient():
+                pipeline.mark_started(model.name, data_interval_start, data_interval_end, run_id)
+                return pipeline.extract(
+                    model.name, data_interval_start, data_interval_end, attempt=f"{run_id}.try{ti.try_number}"
+                )
 
-        @task
+        @task.sensor(
+            poke_interval=15, timeout=int(HISTORY_WAIT.total_seconds()), mode="reschedule", retries=0,
+            execution_timeout=model.execution_timeout("wait_for_logs"),
+        )
+        def wait_for_history(data_interval_start=None, dag_run=None, ti=None):
+            from modelwatch import airflow_adapter, pipeline
+
+            pending = airflow_adapter.earlier_runs_in_progress(ti, dag_run, model) or pipeline.pending_history(
+                model.name, data_interval_start
+            )
+            return PokeReturnValue(is_done=not pending)
+
+        @task(execution_timeout=model.execution_timeout("validate"))
         def validate(staged: dict, data_interval_start=None, data_interval_end=None) -> dict:
-            from modelwatch import pipeline
+            from modelwatch import airflow_adapter, pipeline
 
-            return pipeline.validate(model.name, staged["folder"], data_interval_start, data_interval_end)
+            with airflow_adapter.retry_only_transient():
+                return pipeline.validate(model.name, staged["folder"], data_interval_start, data_interval_end)
 
-        @task
+        @task(execution_timeout=model.execution_timeout("measure"))
         def measure(staged: dict, data_interval_start=None, data_interval_end=None) -> dict:
-            from modelwatch import pipeline
+            from modelwatch import airflow_adapter, pipeline
 
-            return pipeline.measure(model.name, staged["folder"], data_interval_start, data_interval_end)
+            with airflow_adapter.retry_only_transient():
+                return pipeline.measure(model.name, staged["folder"], data_interval_start, data_interval_end)
 
-        @task(**IO_RETRIES)
+        @task(**IO_RETRIES, execution_timeout=model.execution_timeout("load"))
         def load(staged: dict, quality: dict, measured: dict,
                  data_interval_start=None, data_interval_end=None, run_id=None) -> dict:
-            from modelwatch import pipeline
+            from modelwatch import airflow_adapter, pipeline
 
-            return pipeline.load(model.name, staged["folder"], data_interval_start, data_interval_end, run_id)
+            with airflow_adapter.retry_only_transient():
+                return pipeline.load(
+                    model.name, staged["folder"], data_interval_start, data_interval_end, run_id
+                )
 
         staged = extract()
-        wait_for_logs() >> staged
-        load(staged, validate(staged), measure(staged))
+        history = wait_for_history()
+        wait_for_logs() >> staged >> history
+        quality, measured = validate(staged), measure(staged)
+        history >> [quality, measured]
+        load(staged, quality, measured)
 
     return monitor()
 

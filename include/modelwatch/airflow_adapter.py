@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +29,72 @@ def connection_url(conn_id: str = WAREHOUSE_CONN_ID) -> str | None:
     elif uri.startswith("postgresql://"):
         uri = "postgresql+psycopg://" + uri.removeprefix("postgresql://")
     return uri
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether another try could succeed: I/O, the warehouse or the network, not the data or the code.
+
+    An error raised from a transient one (e.g. a load that gave up on a lost
+    connection) is transient too.
+    """
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    from modelwatch.pipeline import HistoryIncomplete
+    from modelwatch.warehouse.engine import WarehouseUnavailable
+
+    transient = (OSError, TimeoutError, OperationalError, InterfaceError, WarehouseUnavailable, HistoryIncomplete)
+    return isinstance(error, transient) or (error.__cause__ is not None and is_transient(error.__cause__))
+
+
+@contextmanager
+def retry_only_transient() -> Iterator[None]:
+    """Let transient errors take the task's retries; fail a deterministic error at once.
+
+    A bad record, a bad config or a damaged staged batch gives the same error
+    on every try, so retrying it with backoff only delays the alert.
+    """
+    from airflow.sdk.exceptions import AirflowFailException
+
+    try:
+        yield
+    except AirflowFailException:
+        raise
+    except Exception as error:
+        if is_transient(error):
+            raise
+        raise AirflowFailException(
+            f"{type(error).__name__}: {error} (not retried: another try would fail alike)"
+        ) from error
+
+
+def describe_failure(context) -> str:
+    """`<task> (try n of m): <exception type>: <message>` for the run's failure reason."""
+    ti = context["task_instance"]
+    error = context.get("exception")
+    cause = error.__cause__ if error is not None and error.__cause__ is not None else error
+    what = f"{type(cause).__name__}: {cause}" if cause is not None else "ended without an exception (killed?)"
+    tries = f" (try {ti.try_number} of {ti.max_tries + 1})" if getattr(ti, "max_tries", None) is not None else ""
+    return f"{ti.task_id}{tries}: {what}"
+
+
+def earlier_runs_in_progress(ti, dag_run, model) -> int:
+    """How many runs of this DAG over earlier intervals that this one depends on are queued or running.
+
+    A run's logical date is its interval's start when the scheduler made it
+    and its end when it was triggered by hand, so both are asked for; the
+    run's own logical date is left out.
+    """
+    from modelwatch.pipeline import history_intervals
+
+    start = dag_run.data_interval_start
+    candidates = [start - model.interval_length * k for k in range(history_intervals(model) + 1)]
+    candidates = [moment for moment in candidates if moment != dag_run.logical_date]
+    if not candidates:
+        return 0
+    pending = ti.get_dr_count(dag_id=dag_run.dag_id, logical_dates=candidates, states=["queued", "running"])
+    if pending:
+        log.info("waiting for %d earlier run(s) of %s to finish", pending, dag_run.dag_id)
+    return pending
 
 
 def run_dag(dag_id: str, logical_date, dags_folder: str) -> tuple[str, dict[str, str]]:

@@ -14,7 +14,7 @@ from modelwatch import settings
 
 HEAVY_MODULES = ["pandas", "pyarrow", "sklearn", "great_expectations", "mlflow", "scipy"]
 IO_TASKS = {"extract", "load"}
-WAITING_TASK = "wait_for_logs"  # waits by poking until its deadline; retrying would repeat it
+WAITING_TASKS = {"wait_for_logs", "wait_for_history"}  # they wait by poking; retrying would repeat it
 
 
 @pytest.fixture
@@ -37,12 +37,32 @@ def test_every_dag_has_docs_tags_retries_and_whole_intervals(shipped):
         assert dag.catchup is False
         assert isinstance(dag.timetable, CronDataIntervalTimetable)
         for task in dag.tasks:
-            if task.task_id == WAITING_TASK:
+            assert task.execution_timeout is not None, f"{dag.dag_id}.{task.task_id} has no execution_timeout"
+            assert task.on_failure_callback and task.on_retry_callback, f"{dag.dag_id}.{task.task_id}"
+            if task.task_id in WAITING_TASKS:
                 assert task.mode == "reschedule" and task.timeout > 0
                 continue
             assert task.retries >= 1, f"{dag.dag_id}.{task.task_id} has no retries"
             if task.task_id in IO_TASKS:
                 assert task.retries >= 3 and task.retry_exponential_backoff
+
+
+def test_history_dependent_tasks_wait_for_earlier_intervals_and_extract_does_not(shipped):
+    for dag in shipped.dags.values():
+        history = dag.get_task("wait_for_history")
+        assert history.upstream_task_ids == {"extract"}
+        assert {"validate", "measure"} <= history.downstream_task_ids
+        assert dag.get_task("extract").upstream_task_ids == {"wait_for_logs"}
+
+
+def test_timeouts_come_from_the_models_file(dagbag_for, tmp_path):
+    raw = yaml.safe_load(settings.SHIPPED_CONFIG.read_text())
+    raw["models"][0]["timeouts"] = {"extract": 7, "load": 3}
+    path = tmp_path / "models.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    dag = dagbag_for(path).dags[f"monitor_{raw['models'][0]['name']}"]
+    assert dag.get_task("extract").execution_timeout.total_seconds() == 7 * 60
+    assert dag.get_task("load").execution_timeout.total_seconds() == 3 * 60
 
 
 def test_a_bad_models_file_is_an_import_error_naming_model_and_field(dagbag_for, tmp_path):

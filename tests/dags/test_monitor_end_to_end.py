@@ -139,3 +139,47 @@ def test_missing_logs_fail_the_run_naming_the_path(tmp_path, monkeypatch, dagbag
     assert states["extract"] == "upstream_failed"
     missing = tmp_path / "data" / "logs" / "delivery_time" / "predictions" / "dt=2026-03-02"
     assert f"missing {missing}" in capfd.readouterr().out
+    recorded = read_runs(f"sqlite:///{tmp_path / 'warehouse.db'}")
+    assert recorded["status"].tolist() == ["failed"]
+    reason = recorded["failure_reason"].iloc[0]
+    assert reason.startswith("wait_for_logs (try 1 of 1): FileNotFoundError: prediction logs never arrived"), reason
+    assert str(missing) in reason
+
+
+def read_runs(url: str):
+    from modelwatch.warehouse.engine import get_engine
+    from modelwatch.warehouse.load import read_frame
+
+    engine = get_engine(url)
+    try:
+        return read_frame(engine, "SELECT status, failure_reason FROM monitoring_runs")
+    finally:
+        engine.dispose()
+
+
+def test_a_deterministic_error_fails_at_once_naming_task_and_exception(tmp_path, monkeypatch, dagbag_for):
+    from logfiles import partition, prediction, write_records
+
+    monkeypatch.setenv("MODELWATCH_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("MODELWATCH_WAREHOUSE_URL", f"sqlite:///{tmp_path / 'warehouse.db'}")
+    raw = yaml.safe_load(settings.SHIPPED_CONFIG.read_text())
+    raw["models"] = [m | {"reference": {"dataset": "reference/broken.parquet"}}
+                     for m in raw["models"] if m["name"] == "credit_risk"]
+    config_path = tmp_path / "models.yaml"
+    config_path.write_text(yaml.safe_dump(raw))
+    logs = str(tmp_path / "data" / "logs")
+    write_records(partition(logs, "predictions", "2026-03-02") + "/a.jsonl",
+                  [prediction(f"r{i}", "2026-03-02T10:00:00Z") for i in range(20)])
+    (tmp_path / "data" / "reference").mkdir(parents=True)
+    (tmp_path / "data" / "reference" / "broken.parquet").write_bytes(b"this is not parquet")
+    dag = dagbag_for(config_path).dags["monitor_credit_risk"]
+
+    run = dag.test(logical_date=pendulum.datetime(2026, 3, 3, tz="UTC"))
+
+    tis = {ti.task_id: ti for ti in run.get_task_instances()}
+    assert str(run.state) == "failed"
+    # One try although measure may retry: the same file gives the same error every time.
+    assert (str(tis["measure"].state), tis["measure"].try_number) == ("failed", 1)
+    assert str(tis["load"].state) == "upstream_failed"
+    reason = read_runs(f"sqlite:///{tmp_path / 'warehouse.db'}")["failure_reason"].iloc[0]
+    assert reason.startswith("measure (try 1 of 2): ArrowInvalid: "), reason
