@@ -80,6 +80,13 @@ def _repeated(names: list[str]) -> list[str]:
     return sorted(name for name, count in Counter(names).items() if count > 1)
 
 
+def _require_unique(what: str, names: list[str]) -> None:
+    """Raise naming the repeated entries when `names` holds one twice."""
+    repeated = _repeated(names)
+    if repeated:
+        raise ValueError(f"{what} must be unique (repeated: {repeated})")
+
+
 def _as_utc(text: str) -> datetime:
     """Read an ISO date or date-time as an aware UTC datetime.
 
@@ -340,17 +347,13 @@ class ModelConfig(_Strict):
     @field_validator("features")
     @classmethod
     def _unique_features(cls, features: list[FeatureConfig]) -> list[FeatureConfig]:
-        repeated = _repeated([f.name for f in features])
-        if repeated:
-            raise ValueError(f"feature names must be unique (repeated: {repeated})")
+        _require_unique("feature names", [f.name for f in features])
         return features
 
     @field_validator("context")
     @classmethod
     def _distinct_context(cls, keys: list[str], info: ValidationInfo) -> list[str]:
-        repeated = _repeated(keys)
-        if repeated:
-            raise ValueError(f"context keys must be unique (repeated: {repeated})")
+        _require_unique("context keys", keys)
         # A segment named like both would be ambiguous.
         shadowed = sorted(set(keys) & {f.name for f in info.data.get("features", [])})
         if shadowed:
@@ -448,9 +451,7 @@ class ProjectConfig(_Strict):
     @field_validator("models")
     @classmethod
     def _unique_models(cls, models: list[ModelConfig]) -> list[ModelConfig]:
-        repeated = _repeated([m.name for m in models])
-        if repeated:
-            raise ValueError(f"model names must be unique (repeated: {repeated})")
+        _require_unique("model names", [m.name for m in models])
         return models
 
     @property
