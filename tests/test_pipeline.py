@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from logfiles import label, make_model, partition, prediction, write_records
@@ -85,3 +86,28 @@ def test_naive_interval_bounds_are_refused(world):
     _, config = world
     with pytest.raises(ValueError, match="no time zone"):
         pipeline.extract("credit_risk", datetime(2026, 3, 2), datetime(2026, 3, 3), config=config)
+
+
+def test_a_rerun_after_a_misrouted_file_is_removed_leaves_no_rows_of_its_version_or_segment(world, warehouse_url):
+    root, config = world
+    day = partition(root, "predictions", "2026-03-02")
+    write_records(day + "/a.jsonl", [prediction(f"a{i}", "2026-03-02T08:00:00Z") for i in range(6)])
+    misrouted = [prediction(f"b{i}", "2026-03-02T09:00:00Z", model_version="9", context={"channel": "partner"})
+                 for i in range(4)]
+    write_records(day + "/misrouted.jsonl", misrouted)
+    write_records(partition(root, "feedback", "2026-03-02") + "/a.jsonl",
+                  [label(r, 1, "2026-03-02T20:00:00Z") for r in ["a0", "a1", "b0", "b1"]])
+    engine = pipeline.warehouse_engine(warehouse_url)
+    stray = ("SELECT COUNT(*) AS n FROM model_metrics "
+             "WHERE model_version = '9' OR segment = 'channel=partner'")
+
+    run_interval(config, 2, warehouse_url)
+    assert read_frame(engine, stray)["n"].iloc[0] > 0
+    Path(day, "misrouted.jsonl").unlink()
+    run_interval(config, 2, warehouse_url)
+
+    assert read_frame(engine, stray)["n"].iloc[0] == 0
+    versions = read_frame(engine, "SELECT DISTINCT model_version FROM model_metrics")["model_version"]
+    assert sorted(versions) == ["3", "all"]
+    runs = read_frame(engine, "SELECT rows_read, status FROM monitoring_runs")
+    assert runs.to_dict("records") == [{"rows_read": 6, "status": "success"}]
