@@ -74,12 +74,21 @@ def test_an_older_rerun_keeps_metrics_made_from_later_labels(world, warehouse_ur
 
 
 def test_a_failed_run_is_recorded_with_its_reason(world, warehouse_url):
-    _, _config = world
+    _, config = world
     start, end = interval(5)
+    engine = pipeline.warehouse_engine(warehouse_url)
+    query = "SELECT status, failure_reason, finished_at IS NULL AS unfinished FROM monitoring_runs"
     pipeline.mark_started("credit_risk", start, end, "run-x", warehouse_url=warehouse_url)
+    pipeline.mark_retrying("credit_risk", start, end, "run-x", "load (try 1 of 4): OperationalError: reset\x00",
+                           warehouse_url=warehouse_url)
+    assert read_frame(engine, query).to_dict("records") == [
+        {"status": "retrying", "failure_reason": "load (try 1 of 4): OperationalError: reset\\u0000", "unfinished": 1}
+    ]
+    assert pipeline.pending_history("credit_risk", end, config, warehouse_url) == [start]
     pipeline.mark_failed("credit_risk", start, end, "run-x", "extract: disk full", warehouse_url=warehouse_url)
-    runs = read_frame(pipeline.warehouse_engine(warehouse_url), "SELECT status, failure_reason FROM monitoring_runs")
-    assert runs.to_dict("records") == [{"status": "failed", "failure_reason": "extract: disk full"}]
+    assert read_frame(engine, query).to_dict("records") == [
+        {"status": "failed", "failure_reason": "extract: disk full", "unfinished": 0}
+    ]
 
 
 def test_naive_interval_bounds_are_refused(world):
