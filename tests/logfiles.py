@@ -19,6 +19,7 @@ def make_model(root: str, **overrides) -> ModelConfig:
         "name": "credit_risk",
         "task": "binary_classification",
         "log_root": root,
+        "context": ["channel"],
         "segments": ["country", "channel"],
         "label_maturity_intervals": 2,
         "features": [
@@ -95,3 +96,29 @@ def write_records(url: str, records: list[dict]) -> None:
         write_parquet(url, records)
     else:
         write_lines(url, [json.dumps(r) for r in records])
+
+
+def arrow_table(records: list[dict]) -> pa.Table:
+    """The Arrow table `write_parquet` writes for `records`, to be altered before `write_table`."""
+    names = list(dict.fromkeys(k for r in records for k in r))
+    return pa.Table.from_pylist(
+        [
+            {k: _timestamp(r.get(k)) if k in ("timestamp", "label_timestamp") else r.get(k) for k in names}
+            for r in records
+        ]
+    )
+
+
+def write_table(url: str, table: pa.Table) -> None:
+    fs, path = fsspec.core.url_to_fs(url)
+    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+    with fs.open(path, "wb") as handle:
+        pq.write_table(table, handle)
+
+
+def write_bytes(url: str, data: bytes) -> None:
+    """Write a file byte for byte (e.g. lines that are not UTF-8)."""
+    fs, path = fsspec.core.url_to_fs(url)
+    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+    with fs.open(path, "wb") as handle:
+        handle.write(data)

@@ -1,23 +1,13 @@
-"""The staged batch: the shape in which one interval's logs travel between tasks.
+"""The staged batch's shape: the columns in which one interval's logs travel between tasks.
 
-Extract writes a folder per model and interval under the staging root::
-
-    <staging>/<model>/<start>--<end>/predictions.parquet   one row per kept prediction
-                                    /feedback.parquet      latest label per request_id
-                                    /quarantine.parquet    rejected records with reasons
-                                    /manifest.json         counts, damaged files, partitions
-
-Later tasks read these files; XCom carries only the folder's URL and counts.
-
-`predictions.parquet` holds the answered rows (status ``ok``) first and the
-errors after them, so that the answered rows of any chunk read from it are a
-contiguous run, which validation takes as a slice instead of a copy.
+`modelwatch.staging` owns the folders and files these schemas are written to;
+this module says what their rows hold, and the limits and text rule every
+value meets before it is staged.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import datetime
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -69,15 +59,28 @@ QUARANTINE_SCHEMA = pa.schema(
 
 RAW_TEXT_LIMIT = 2000
 
-# Bounds on what one record may bring into a run (see docs/log-contract.md):
-# a longer value is quarantined as ``value_too_long:<field>``, never cut.
-MAX_TEXT_CHARS = 256  # request_id, model_version, status, prediction/label text, categories, context values
-MAX_ERROR_CHARS = 1024  # error
-MAX_EXTRA_FEATURES_CHARS = 4096  # the JSON object of unnamed features kept in ``extra_features``
-MAX_RECORD_BYTES = 1 << 20  # a longer JSONL line is quarantined as ``record_too_large`` unread
-MAX_CHUNK_BYTES = 64 << 20  # JSONL lines buffered per chunk, whatever their number
+# Bounds on what one record may bring into a run (docs/log-contract.md, "Bad input").
+# A value over its bound is quarantined as ``value_too_long:<field>``, never cut;
+# lengths are in characters.
+MAX_TEXT_CHARS = 256
+"""request_id, model_version, status, prediction and label text, categories, context values."""
+MAX_ERROR_CHARS = 1024
+"""The `error` of a failed request."""
+MAX_EXTRA_FEATURES_CHARS = 4096
+"""The JSON object of the features the models file does not name (``extra_features``)."""
+MAX_RECORD_BYTES = 1 << 20
+"""A longer JSONL line is quarantined as ``record_too_large`` without being read whole or parsed."""
+MAX_JSON_DEPTH = 64
+"""Levels of nesting allowed in the unnamed features kept as JSON (``wrong_type:features`` beyond)."""
+MAX_CHUNK_BYTES = 64 << 20
+"""Bytes of JSONL lines read into one chunk, however few lines that is."""
 
 _UNSAFE_TEXT = re.compile("[\x00\ud800-\udfff]")
+
+
+def is_safe_text(text: str) -> bool:
+    """Whether `text` can be stored as it is: no NUL, no unpaired surrogate (see `safe_text`)."""
+    return "\x00" not in text and (text.isascii() or _UNSAFE_TEXT.search(text) is None)
 
 
 def _escape_unsafe(match: re.Match[str]) -> str:
@@ -105,9 +108,10 @@ def safe_text(text: str) -> str:
         `text` itself when it holds neither, else the escaped copy; it always
         encodes as UTF-8 and holds no NUL.
     """
-    if "\x00" not in text and (text.isascii() or _UNSAFE_TEXT.search(text) is None):
+    if is_safe_text(text):
         return text
     return _UNSAFE_TEXT.sub(_escape_unsafe, text)
+
 
 _ARROW_FEATURE_TYPES = {
     "numeric": pa.float64(),
@@ -143,11 +147,6 @@ def prediction_schema(model: ModelConfig) -> pa.Schema:
     fields += [pa.field(feature_column(f.name), _ARROW_FEATURE_TYPES[f.type]) for f in model.features]
     fields += [pa.field(context_column(k), pa.string()) for k in context_keys(model)]
     return pa.schema(fields)
-
-
-def interval_folder(staging_url: str, model_name: str, start: datetime, end: datetime) -> str:
-    stamp = "%Y%m%dT%H%M%SZ"
-    return f"{staging_url.rstrip('/')}/{model_name}/{start:{stamp}}--{end:{stamp}}"
 
 
 def streaming_parquet(source, **kwargs) -> pq.ParquetFile:

@@ -11,17 +11,21 @@ counted as belonging to another interval, or quarantined.
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import logging
+import math
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 
 import fsspec
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from modelwatch import batch
 from modelwatch.config import ModelConfig
@@ -69,15 +73,38 @@ def partition_url(root: str, model_name: str, kind: str, day: date) -> str:
 
 
 def list_partition(root: str, model_name: str, kind: str, day: date) -> Partition:
-    """List a partition; a missing folder is reported as such, never as empty."""
+    """List a partition; a missing folder is reported as such, never as empty.
+
+    Only regular files (or links to them) named like logs are read: anything else
+    with a log's name (a FIFO, a socket, a device, a directory) would block or fail
+    the read, and is listed in `ignored` with the reason instead.
+    """
     url = partition_url(root, model_name, kind, day)
     fs, path = fsspec.core.url_to_fs(url)
     if not fs.isdir(path):
         return Partition(day, url, exists=False)
-    names = sorted(fs.ls(path, detail=False))
-    files = tuple(_unstrip(fs, n) for n in names if n.endswith(SUFFIXES))
-    ignored = tuple(_unstrip(fs, n) for n in names if not n.endswith(SUFFIXES))
-    return Partition(day, url, exists=True, files=files, ignored=ignored)
+    files: list[str] = []
+    ignored: list[str] = []
+    for entry in sorted(fs.ls(path, detail=True), key=lambda e: e["name"]):
+        name = _unstrip(fs, entry["name"])
+        if not entry["name"].endswith(SUFFIXES):
+            ignored.append(batch.safe_text(name))
+        elif (unreadable := _not_a_file(fs, entry)) is None:
+            files.append(name)
+        else:
+            ignored.append(f"{batch.safe_text(name)} ({unreadable})")
+    return Partition(day, url, exists=True, files=tuple(files), ignored=tuple(ignored))
+
+
+def _not_a_file(fs: fsspec.AbstractFileSystem, entry: dict) -> str | None:
+    """Why a listed entry is not read, or None for a regular file."""
+    if entry.get("islink"):
+        # fsspec's local listing types every symbolic link "other": look at its target.
+        try:
+            entry = fs.info(entry["name"])
+        except FileNotFoundError:
+            return "broken link"
+    return None if entry["type"] == "file" else "not a regular file"
 
 
 def _unstrip(fs: fsspec.AbstractFileSystem, path: str) -> str:
@@ -105,6 +132,9 @@ class RawChunk:
     `fields` maps each top-level field to an object Series (`_MISSING` where the
     key is absent). `features` and `context` map names to such Series too.
     `reasons` starts with problems found while parsing (invalid JSON).
+    `suspicious` marks the rows whose text may hold NUL or an unpaired
+    surrogate, found by a cheap scan of the raw input: only their values are
+    checked one by one.
     """
 
     source_file: str
@@ -115,6 +145,7 @@ class RawChunk:
     context: dict[str, pd.Series]
     reasons: pd.Series
     raw_text: Callable[[np.ndarray], list[str]]
+    suspicious: np.ndarray
 
     def __len__(self) -> int:
         return len(self.line_numbers)
@@ -126,69 +157,109 @@ class FileDamage:
     error: str
 
 
-def _truncate(text: str) -> str:
+def _damage(path: str, error: str) -> FileDamage:
+    return FileDamage(batch.safe_text(path), batch.safe_text(error))
+
+
+def reference_text(text: str) -> str:
+    """Raw text as kept for reference: cleaned by `batch.safe_text`, cut at RAW_TEXT_LIMIT characters."""
+    text = batch.safe_text(text[: batch.RAW_TEXT_LIMIT + 1])
     return text if len(text) <= batch.RAW_TEXT_LIMIT else text[: batch.RAW_TEXT_LIMIT] + "…"
 
 
-def _iter_jsonl_lines(fs, path: str, damage: list[FileDamage]) -> Iterator[tuple[int, str]]:
-    """Yield (line number, text) of non-blank lines; a cut-off .gz is reported, not raised."""
-    opener = gzip.open if path.endswith(".gz") else None
+_LINE_LIMIT = batch.MAX_RECORD_BYTES + 1  # bytes one readline may return: a record and its newline
+_SKIP_BLOCK = 1 << 20  # bytes read at a time while skipping the rest of an oversized line
+
+
+def _iter_jsonl_lines(fs, path: str, damage: list[FileDamage]) -> Iterator[tuple[int, str, int]]:
+    """Yield (line number, text, bytes read) of non-blank lines; a cut-off .gz is reported, not raised.
+
+    No line is held whole when it is longer than MAX_RECORD_BYTES: its text is
+    its first RAW_TEXT_LIMIT characters and its bytes read are reported as
+    MAX_RECORD_BYTES + 1; the rest of it is skipped block by block.
+    """
     number = 0
     try:
         with fs.open(path, "rb") as handle:
-            stream = opener(handle, "rb") if opener else handle
-            for number, line in enumerate(stream, start=1):
+            stream = gzip.open(handle, "rb") if path.endswith(".gz") else _line_reader(handle)
+            for number, line in enumerate(iter(partial(stream.readline, _LINE_LIMIT), b""), start=1):
+                if len(line) == _LINE_LIMIT and not line.endswith(b"\n"):
+                    _skip_rest_of_line(stream)
+                    head = line[: 4 * batch.RAW_TEXT_LIMIT].decode("utf-8", errors="replace")
+                    yield number, head[: batch.RAW_TEXT_LIMIT + 1], _LINE_LIMIT
+                    continue
                 text = line.decode("utf-8", errors="replace").rstrip("\r\n")
                 if text.strip():
-                    yield number, text
+                    yield number, text, len(line)
     except (EOFError, OSError, zlib.error) as exc:
-        damage.append(FileDamage(path, f"unreadable after line {number}: {exc}"))
+        damage.append(_damage(path, f"unreadable after line {number}: {exc}"))
+
+
+def _line_reader(handle):
+    """A binary stream whose readline takes a size (that of fsspec's remote files does not)."""
+    return io.BufferedReader(handle) if isinstance(handle, fsspec.spec.AbstractBufferedFile) else handle
+
+
+def _skip_rest_of_line(stream) -> None:
+    while (block := stream.readline(_SKIP_BLOCK)) and not block.endswith(b"\n"):
+        pass
 
 
 def _split_mapping(
     values: list[object], names: list[str], keep_extra: bool
 ) -> tuple[dict[str, pd.Series], pd.Series, pd.Series]:
-    """Columns of named keys from a list of dicts; extras as JSON; rows that are not dicts."""
+    """Columns of named keys from a list of dicts; extras as JSON; rows that are not dicts.
+
+    Extras nested more than MAX_JSON_DEPTH levels count as not a mapping of
+    features: their JSON could not be read back safely.
+    """
     as_dicts = [v if isinstance(v, dict) else None for v in values]
-    not_mapping = pd.Series([v is not _MISSING and v is not None and not isinstance(v, dict) for v in values])
+    bad = [v is not _MISSING and v is not None and not isinstance(v, dict) for v in values]
     columns = {
         name: pd.Series([d.get(name, _MISSING) if d is not None else _MISSING for d in as_dicts], dtype=object)
         for name in names
     }
-    extra = pd.Series([None] * len(values), dtype=object)
+    extras: list[str | None] = [None] * len(values)
     if keep_extra:
         known = set(names)
-        extra = pd.Series(
-            [
-                json.dumps({k: v for k, v in d.items() if k not in known}, sort_keys=True, default=str)
-                if d is not None and not known.issuperset(d)
-                else None
-                for d in as_dicts
-            ],
-            dtype=object,
-        )
-    return columns, extra, not_mapping
+        for i, d in enumerate(as_dicts):
+            if d is not None and not known.issuperset(d):
+                unnamed = {k: v for k, v in d.items() if k not in known}
+                if _nested_deeper(unnamed):
+                    bad[i] = True
+                else:
+                    extras[i] = json.dumps(unnamed, sort_keys=True, default=str)
+    return columns, pd.Series(extras, dtype=object), pd.Series(bad)
 
 
 def _json_chunk(
-    source_file: str, numbers: list[int], lines: list[str], fields: tuple[str, ...],
+    source_file: str, numbers: list[int], lines: list[str], too_large: list[int], fields: tuple[str, ...],
     feature_names: list[str], context_names: list[str],
 ) -> RawChunk:
     records: list[object] = []
     reasons: list[str | None] = []
-    for text in lines:
+    suspicious: list[int] = []
+    skipped = set(too_large)
+    for i, text in enumerate(lines):
+        if skipped and i in skipped:
+            records.append({})
+            reasons.append("record_too_large")
+            continue
         try:
             record = json.loads(text)
-        except ValueError as exc:
-            records.append({})
-            reasons.append(f"invalid_json: {exc.msg} at column {exc.colno}")
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-            reasons.append(None)
+        except json.JSONDecodeError as exc:
+            record, reason = {}, f"invalid_json: {exc.msg} at column {exc.colno}"
+        except RecursionError:
+            record, reason = {}, "invalid_json: nested too deeply"
+        except ValueError as exc:  # e.g. an integer of more digits than int() converts
+            record, reason = {}, f"invalid_json: {str(exc).split(':')[0]}"
         else:
-            records.append({})
-            reasons.append("not_a_json_object")
+            record, reason = (record, None) if isinstance(record, dict) else ({}, "not_a_json_object")
+        # NUL and surrogates can only come in as \u escapes (a raw NUL is not JSON).
+        if "\\u" in text and ("\\u0000" in text or "\\ud" in text or "\\uD" in text):
+            suspicious.append(i)
+        records.append(record)
+        reasons.append(reason)
     columns = {
         name: pd.Series([r.get(name, _MISSING) for r in records], dtype=object) for name in fields
     }
@@ -203,29 +274,169 @@ def _json_chunk(
         context, _, context_bad = _split_mapping(columns["context"].tolist(), context_names, False)
         reason_series = reason_series.mask(reason_series.isna() & context_bad, "wrong_type:context")
     kept_lines = lines
+    flags = np.zeros(len(lines), dtype=bool)
+    flags[suspicious] = True
     return RawChunk(
-        source_file=source_file,
+        source_file=batch.safe_text(source_file),
         line_numbers=np.asarray(numbers, dtype=np.int64),
         fields=columns,
         features=features,
         extra_features=extra,
         context=context,
         reasons=reason_series,
-        raw_text=lambda idx: [_truncate(kept_lines[i]) for i in idx],
+        raw_text=lambda idx: [reference_text(kept_lines[i]) for i in idx],
+        suspicious=flags,
     )
 
 
+_CONTAINERS = (dict, list)
+
+
+def _nested_deeper(mapping: dict, depth: int = batch.MAX_JSON_DEPTH) -> bool:
+    """Whether containers nest more than `depth` levels in `mapping` (itself the first), walked without recursion."""
+    level = [v for v in mapping.values() if isinstance(v, _CONTAINERS)]
+    for _ in range(depth - 1):
+        if not level:
+            return False
+        level = [
+            item
+            for container in level
+            for item in (container.values() if isinstance(container, dict) else container)
+            if isinstance(item, _CONTAINERS)
+        ]
+    return bool(level)
+
+
 def _iter_json_chunks(fs, path, fields, feature_names, context_names, damage) -> Iterator[RawChunk]:
+    """Chunks of at most CHUNK_ROWS lines and MAX_CHUNK_BYTES bytes read."""
     numbers: list[int] = []
     lines: list[str] = []
-    for number, text in _iter_jsonl_lines(fs, path, damage):
+    too_large: list[int] = []
+    size = 0
+    for number, text, read in _iter_jsonl_lines(fs, path, damage):
+        if read > batch.MAX_RECORD_BYTES:
+            too_large.append(len(lines))
         numbers.append(number)
         lines.append(text)
-        if len(lines) == CHUNK_ROWS:
-            yield _json_chunk(path, numbers, lines, fields, feature_names, context_names)
-            numbers, lines = [], []
+        size += read
+        if len(lines) == CHUNK_ROWS or size >= batch.MAX_CHUNK_BYTES:
+            yield _json_chunk(path, numbers, lines, too_large, fields, feature_names, context_names)
+            numbers, lines, too_large, size = [], [], [], 0
     if lines:
-        yield _json_chunk(path, numbers, lines, fields, feature_names, context_names)
+        yield _json_chunk(path, numbers, lines, too_large, fields, feature_names, context_names)
+
+
+# A cut value stays longer than every bound, so that its record is quarantined, never kept cut.
+_CLIP_CHARS = max(batch.MAX_TEXT_CHARS, batch.MAX_ERROR_CHARS, batch.MAX_EXTRA_FEATURES_CHARS, batch.RAW_TEXT_LIMIT) + 1
+# Python's datetime spans years 1 to 9999; a day is spared at each end for time zones.
+_FIRST_SECOND = int(datetime(1, 1, 2, tzinfo=UTC).timestamp())
+_LAST_SECOND = int(datetime(9999, 12, 30, tzinfo=UTC).timestamp())
+_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000}  # nanoseconds always fit
+
+
+def _sanitized(array: pa.Array) -> tuple[pa.Array, np.ndarray | None]:
+    """An Arrow column made safe to turn into Python values, and its rows holding a NUL (None if none).
+
+    Walked down to its leaves: strings are made valid UTF-8 (bytes that are not
+    read as U+FFFD, as in JSONL) and, with binary values, cut at _CLIP_CHARS
+    before any becomes a Python object; timestamps and dates Python cannot hold
+    are read as their text. Columns that need none of it are returned as they are.
+    """
+    kind = array.type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return _sanitized_text(array)
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+        return (pc.binary_slice(array, 0, _CLIP_CHARS) if _longest(array) > _CLIP_CHARS else array), None
+    if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
+        return _sanitized_temporal(array), None
+    if pa.types.is_dictionary(kind):
+        dictionary = array.dictionary
+        values, nul = _sanitized(dictionary)
+        rows = None if nul is None else pc.fill_null(pc.take(pa.array(nul), array.indices), False).to_numpy(
+            zero_copy_only=False
+        )
+        return (array if values is dictionary else pa.DictionaryArray.from_arrays(array.indices, values)), rows
+    if pa.types.is_struct(kind):
+        children = [array.field(i) for i in range(kind.num_fields)]
+        done = [_sanitized(child) for child in children]
+        masks = [nul for _, nul in done if nul is not None]
+        if any("\x00" in f.name for f in kind):
+            masks.append(np.ones(len(array), dtype=bool))  # a field name is text of every row
+        if any(new is not old for (new, _), old in zip(done, children, strict=True)):
+            array = pa.StructArray.from_arrays(
+                [new for new, _ in done], names=[f.name for f in kind], mask=array.is_null()
+            )
+        return array, _any_row(masks)
+    if pa.types.is_map(kind) or pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        children = [array.keys, array.items] if pa.types.is_map(kind) else [array.values]
+        done = [_sanitized(child) for child in children]
+        offsets = array.offsets.to_numpy()
+        masks = [_rows_of(nul, offsets) for _, nul in done if nul is not None]
+        if any(new is not old for (new, _), old in zip(done, children, strict=True)):
+            array = type(array).from_arrays(array.offsets, *[new for new, _ in done], mask=array.is_null())
+        return array, _any_row(masks)
+    return array, None
+
+
+def _sanitized_text(array: pa.Array) -> tuple[pa.Array, np.ndarray | None]:
+    try:
+        array.validate(full=True)
+    except pa.ArrowInvalid:
+        binary = pa.large_binary() if pa.types.is_large_string(array.type) else pa.binary()
+        array = pa.array(
+            [None if v is None else v.decode("utf-8", errors="replace") for v in array.cast(binary).to_pylist()],
+            type=array.type,
+        )
+    if _longest(array) > _CLIP_CHARS:
+        array = pc.utf8_slice_codeunits(array, 0, _CLIP_CHARS)
+    if not _holds_zero_byte(array):
+        return array, None
+    return array, pc.fill_null(pc.match_substring(array, "\x00"), False).to_numpy(zero_copy_only=False)
+
+
+def _holds_zero_byte(array: pa.Array) -> bool:
+    """Whether the bytes of a string column's values hold a zero: one scan of its data, not one per value."""
+    _, offsets, data = array.buffers()
+    if data is None or not len(array):
+        return False
+    width = np.int64 if pa.types.is_large_string(array.type) else np.int32
+    first, last = np.frombuffer(offsets, dtype=width)[[array.offset, array.offset + len(array)]]
+    values = np.frombuffer(data, dtype=np.uint8, count=int(last - first), offset=int(first))
+    return bool(np.count_nonzero(values) != len(values))
+
+
+def _longest(array: pa.Array) -> int:
+    """Bytes of the longest value (at least its characters)."""
+    return pc.max(pc.binary_length(array)).as_py() or 0
+
+
+def _sanitized_temporal(array: pa.Array) -> pa.Array:
+    """The column itself, or its text (UTC timestamps end in Z) when a value is outside years 1 to 9999."""
+    kind = array.type
+    if pa.types.is_date32(kind):
+        low, high = _FIRST_SECOND // 86_400, _LAST_SECOND // 86_400
+    else:
+        unit = "ms" if pa.types.is_date64(kind) else kind.unit
+        if unit not in _PER_SECOND:
+            return array
+        low, high = _FIRST_SECOND * _PER_SECOND[unit], _LAST_SECOND * _PER_SECOND[unit]
+    bounds = pc.min_max(array.cast(pa.int32() if pa.types.is_date32(kind) else pa.int64()))
+    first, last = bounds["min"].as_py(), bounds["max"].as_py()
+    if first is None or (low <= first and last <= high):
+        return array
+    if pa.types.is_timestamp(kind):
+        array = array.cast(pa.timestamp(kind.unit, tz="UTC"))
+    return array.cast(pa.string())
+
+
+def _rows_of(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Per list row, whether any of its values is flagged."""
+    counts = np.concatenate(([0], np.cumsum(values)))
+    return counts[offsets[1:]] > counts[offsets[:-1]]
+
+
+def _any_row(masks: list[np.ndarray]) -> np.ndarray | None:
+    return np.logical_or.reduce(masks) if masks else None
 
 
 def _arrow_to_objects(array: pa.Array | pa.ChunkedArray) -> pd.Series:
@@ -239,6 +450,8 @@ def _struct_columns(
     if column is None:
         return {n: pd.Series([_MISSING] * rows, dtype=object) for n in names}, pd.Series([None] * rows, dtype=object)
     if pa.types.is_map(column.type):
+        if not (pa.types.is_string(column.type.key_type) or pa.types.is_large_string(column.type.key_type)):
+            raise TypeError(f"expected a map with text keys, found {column.type}")
         values = column.to_pylist()
         dicts = [dict(v) if v is not None else None for v in values]
         columns, extra, _ = _split_mapping(dicts, names, keep_extra)
@@ -268,6 +481,9 @@ def _parquet_chunk(
     feature_names: list[str], context_names: list[str],
 ) -> RawChunk:
     rows = record_batch.num_rows
+    cleaned = [_sanitized(column) for column in record_batch.columns]
+    record_batch = pa.RecordBatch.from_arrays([column for column, _ in cleaned], names=record_batch.schema.names)
+    suspicious = _any_row([nul for _, nul in cleaned if nul is not None])
     names = set(record_batch.schema.names)
     columns = {
         f: _arrow_to_objects(record_batch.column(f)) if f in names else pd.Series([_MISSING] * rows, dtype=object)
@@ -302,10 +518,10 @@ def _parquet_chunk(
 
     def raw_text(idx: np.ndarray) -> list[str]:
         picked = record_batch.take(pa.array(idx, type=pa.int64())).to_pylist()
-        return [_truncate(json.dumps(r, default=str, sort_keys=True)) for r in picked]
+        return [reference_text(json.dumps(r, default=str, sort_keys=True, skipkeys=True)) for r in picked]
 
     return RawChunk(
-        source_file=source_file,
+        source_file=batch.safe_text(source_file),
         line_numbers=np.arange(first_row + 1, first_row + rows + 1, dtype=np.int64),
         fields=columns,
         features=features,
@@ -313,6 +529,7 @@ def _parquet_chunk(
         context=context,
         reasons=reasons,
         raw_text=raw_text,
+        suspicious=np.zeros(rows, dtype=bool) if suspicious is None else suspicious,
     )
 
 
@@ -325,7 +542,7 @@ def _iter_parquet_chunks(fs, path, fields, feature_names, context_names, damage)
                 yield _parquet_chunk(path, record_batch, first_row, fields, feature_names, context_names)
                 first_row += record_batch.num_rows
     except (OSError, pa.ArrowException) as exc:
-        damage.append(FileDamage(path, f"unreadable after row {first_row}: {exc}"))
+        damage.append(_damage(path, f"unreadable after row {first_row}: {exc}"))
 
 
 def iter_raw_chunks(
@@ -364,20 +581,83 @@ def _is_number(series: pd.Series) -> pd.Series:
 
 
 def _as_float(series: pd.Series, usable: pd.Series) -> pd.Series:
-    return pd.to_numeric(series.where(usable, None), errors="coerce").astype("float64")
+    values = series.where(usable, None)
+    try:
+        return pd.to_numeric(values, errors="coerce").astype("float64")
+    except OverflowError:  # an integer beyond the range of a double, read as infinite
+        return pd.Series([_float(v) for v in values], index=series.index, dtype="float64")
+
+
+def _float(value: object) -> float:
+    if value is None:
+        return math.nan
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
+def _text_lengths(series: pd.Series) -> np.ndarray:
+    """Characters of each text value, -1 for any other value (one pass serves type and length checks)."""
+    values = series.to_numpy(dtype=object)
+    return np.fromiter((len(v) if type(v) is str else -1 for v in values), dtype=np.int64, count=len(values))
+
+
+def _invalid_text(series: pd.Series, suspicious: np.ndarray) -> np.ndarray:
+    """Rows whose value is text holding NUL or an unpaired surrogate; only suspicious rows are looked at."""
+    bad = np.zeros(len(series), dtype=bool)
+    rows = np.flatnonzero(suspicious)
+    if len(rows):
+        values = series.to_numpy(dtype=object)[rows]
+        bad[rows] = [type(v) is str and not batch.is_safe_text(v) for v in values]
+    return bad
+
+
+def _check_text(
+    reasons: _Reasons, chunk: RawChunk, values: pd.Series, name: str, limit: int | None,
+    lengths: np.ndarray | None = None,
+) -> None:
+    """Quarantine text the warehouse cannot store, or longer than `limit` characters.
+
+    `lengths` are those of the value as stored, when it is not the raw value
+    (numbers are stored as their text).
+    """
+    reasons.add(_invalid_text(values, chunk.suspicious), f"invalid_text:{name}")
+    if limit is not None:
+        reasons.add((_text_lengths(values) if lengths is None else lengths) > limit, f"value_too_long:{name}")
+
+
+def _check_extra_features(reasons: _Reasons, chunk: RawChunk) -> None:
+    """Bound the JSON of unnamed features; their names reach validation's report, so they must be storable."""
+    extra = chunk.extra_features
+    present = extra.notna().to_numpy()
+    if not present.any():
+        return
+    reasons.add(_text_lengths(extra) > batch.MAX_EXTRA_FEATURES_CHARS, "value_too_long:features")
+    rows = np.flatnonzero(chunk.suspicious & present)
+    bad = np.zeros(len(extra), dtype=bool)
+    bad[rows] = [not all(map(batch.is_safe_text, json.loads(extra.iat[i]))) for i in rows]
+    reasons.add(bad, "invalid_text:features")
 
 
 def canonical_text(series: pd.Series) -> pd.Series:
-    """Labels and predictions as text: 1, 1.0 and "1" all read "1"."""
+    """Labels and predictions as text: 1, 1.0 and "1" all read "1".
 
-    def one(value: object) -> object:
-        if value is None or value is _MISSING:
-            return None
-        if isinstance(value, float) and value.is_integer():
-            return str(int(value))
+    Built as an object Series on purpose: pandas would infer its Arrow string
+    type, a costly round trip that also fails on a lone surrogate.
+    """
+    return pd.Series([_canonical(v) for v in series.to_numpy(dtype=object)], index=series.index, dtype=object)
+
+
+def _canonical(value: object) -> object:
+    if value is None or value is _MISSING:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    try:
         return str(value)
-
-    return series.map(one).astype(object)
+    except RecursionError:  # a list nested too deeply to print is no label anyway (wrong_type)
+        return None
 
 
 class _Reasons:
@@ -386,8 +666,9 @@ class _Reasons:
     def __init__(self, initial: pd.Series):
         self.values = initial.copy()
 
-    def add(self, mask: pd.Series, reason: str) -> None:
-        mask = mask.fillna(False).astype(bool).to_numpy()
+    def add(self, mask: pd.Series | np.ndarray, reason: str) -> None:
+        if isinstance(mask, pd.Series):
+            mask = mask.fillna(False).astype(bool).to_numpy()
         open_rows = self.values.isna().to_numpy()
         self.values[mask & open_rows] = reason
 
@@ -484,8 +765,14 @@ def normalize_predictions(
     reasons = _Reasons(chunk.reasons)
     _require(reasons, raw, ("request_id", "timestamp", "model_name", "model_version", "latency_ms", "status"))
     reasons.add(_is_missing(raw["features"]), "missing_field:features")
-    for name in ("request_id", "model_name", "model_version", "status"):
-        reasons.add(~_is_null(raw[name]) & (_types(raw[name]) != str), f"wrong_type:{name}")
+    # A model_name other than the configured one is a mismatch, however long.
+    for name, limit in (
+        ("request_id", batch.MAX_TEXT_CHARS), ("model_name", None),
+        ("model_version", batch.MAX_TEXT_CHARS), ("status", batch.MAX_TEXT_CHARS),
+    ):
+        lengths = _text_lengths(raw[name])
+        reasons.add(~_is_null(raw[name]).to_numpy() & (lengths < 0), f"wrong_type:{name}")
+        _check_text(reasons, chunk, raw[name], name, limit, lengths)
     timestamp = _parse_timestamp(raw["timestamp"], reasons, "timestamp")
     status = raw["status"]
     reasons.add(~_is_null(status) & ~status.isin(["ok", "error"]), "invalid_status")
@@ -503,6 +790,8 @@ def normalize_predictions(
         )
         prediction_value = _as_float(prediction, _is_number(prediction))
         reasons.add(_is_number(prediction) & ~np.isfinite(prediction_value), "non_finite:prediction")
+    prediction_text = canonical_text(prediction)
+    _check_text(reasons, chunk, prediction, "prediction", batch.MAX_TEXT_CHARS, _text_lengths(prediction_text))
     score = _check_number(
         reasons, raw["score"], "score", required=is_ok if model.task == "binary_classification" else None
     )
@@ -511,7 +800,9 @@ def normalize_predictions(
     reasons.add(latency < 0, "negative_latency")
     error = raw["error"]
     reasons.add(is_error & _is_null(error), "missing_field:error")
-    reasons.add(~_is_null(error) & (_types(error) != str), "wrong_type:error")
+    error_lengths = _text_lengths(error)
+    reasons.add(~_is_null(error).to_numpy() & (error_lengths < 0), "wrong_type:error")
+    _check_text(reasons, chunk, error, "error", batch.MAX_ERROR_CHARS, error_lengths)
 
     features: dict[str, pd.Series] = {}
     for feature in model.features:
@@ -525,16 +816,23 @@ def normalize_predictions(
             reasons.add(~null & ~is_bool, f"wrong_type:features.{feature.name}")
             features[column] = values.where(is_bool, None).astype("boolean")
         else:
-            reasons.add(
-                ~null & ~_types(values).isin([str, int, float]), f"wrong_type:features.{feature.name}"
-            )
-            features[column] = canonical_text(values)
+            kinds = _types(values)
+            reasons.add(~null & ~kinds.isin([str, int, float]), f"wrong_type:features.{feature.name}")
+            number = kinds.isin([int, float])
+            if number.any():  # a category code must be a finite number
+                reasons.add(number & ~np.isfinite(_as_float(values, number)), f"non_finite:features.{feature.name}")
+            text = canonical_text(values)
+            _check_text(reasons, chunk, values, f"features.{feature.name}", batch.MAX_TEXT_CHARS, _text_lengths(text))
+            features[column] = text
+    _check_extra_features(reasons, chunk)
     missing_names = _missing_feature_names(chunk, model, is_error.to_numpy(dtype=bool))
 
     context: dict[str, pd.Series] = {}
     for key in batch.context_keys(model):
         values = chunk.context[key]
-        reasons.add(~_is_null(values) & (_types(values) != str), f"wrong_type:context.{key}")
+        lengths = _text_lengths(values)
+        reasons.add(~_is_null(values).to_numpy() & (lengths < 0), f"wrong_type:context.{key}")
+        _check_text(reasons, chunk, values, f"context.{key}", batch.MAX_TEXT_CHARS, lengths)
         context[batch.context_column(key)] = values.where(~_is_null(values), None)
 
     reasons.add(~_is_null(raw["model_name"]) & raw["model_name"].ne(model.name), "model_name_mismatch")
@@ -556,7 +854,7 @@ def normalize_predictions(
             "model_version": raw["model_version"],
             "status": status,
             "error": error.where(~_is_null(error), None),
-            "prediction": canonical_text(prediction),
+            "prediction": prediction_text,
             "prediction_value": prediction_value,
             "score": score,
             "latency_ms": latency,
@@ -587,11 +885,15 @@ def normalize_feedback(
     raw = chunk.fields
     reasons = _Reasons(chunk.reasons)
     _require(reasons, raw, FEEDBACK_FIELDS)
-    reasons.add(~_is_null(raw["request_id"]) & (_types(raw["request_id"]) != str), "wrong_type:request_id")
+    lengths = _text_lengths(raw["request_id"])
+    reasons.add(~_is_null(raw["request_id"]).to_numpy() & (lengths < 0), "wrong_type:request_id")
+    _check_text(reasons, chunk, raw["request_id"], "request_id", batch.MAX_TEXT_CHARS, lengths)
     label = raw["label"]
     reasons.add(~_is_null(label) & ~(_is_number(label) | (_types(label) == str)), "wrong_type:label")
     label_value = _as_float(label, _is_number(label))
     reasons.add(_is_number(label) & ~np.isfinite(label_value), "non_finite:label")
+    label_text = canonical_text(label)
+    _check_text(reasons, chunk, label, "label", batch.MAX_TEXT_CHARS, _text_lengths(label_text))
     label_timestamp = _parse_timestamp(raw["label_timestamp"], reasons, "label_timestamp")
     day_start, day_end = _day_bounds(day)
     reasons.add(
@@ -604,7 +906,7 @@ def normalize_feedback(
     frame = pd.DataFrame(
         {
             "request_id": raw["request_id"],
-            "label": canonical_text(label),
+            "label": label_text,
             "label_value": label_value,
             "label_timestamp": label_timestamp,
             "source_file": chunk.source_file,
@@ -654,7 +956,7 @@ def iter_partition_chunks(
             for chunk in iter_raw_chunks(path, fields, feature_names, context_names, stats.damaged_files):
                 stats.records_read += len(chunk)
                 yield day, chunk
-            stats.files_read.append(path)
-            log.info("read %s (%d records so far)", path, stats.records_read)
+            stats.files_read.append(batch.safe_text(path))
+            log.info("read %s (%d records so far)", batch.safe_text(path), stats.records_read)
         if stats.records_read == records_before:
             stats.empty_partitions.append(partition.url)
