@@ -350,3 +350,18 @@ def test_parquet_extras_are_per_row_and_absent_struct_fields_are_missing(root, t
     assert quarantine.empty
     assert pd.isna(rows.loc["plain", "extra_features"])
     assert json.loads(rows.loc["extra", "extra_features"]) == {"tenure": 4}
+
+
+def test_the_raw_text_of_conflicting_duplicates_is_bounded(root, tmp_path):
+    from modelwatch import batch
+
+    day = partition(root, "predictions", "2026-03-02")
+    wordy = {"income": 1.0, "country": "DE", "has_card": True, "note": "n" * 3000}
+    write_jsonl(day + "/a.jsonl", [prediction("conflict", score=0.1, features=wordy)])
+    write_jsonl(day + "/b.jsonl", [prediction("conflict", score=0.9, features=wordy)])
+
+    _, _, quarantine = run_extract(root, str(tmp_path / "staging"))
+
+    assert quarantine["reason"].tolist() == ["conflicting_duplicate"] * 2
+    assert quarantine["raw"].str.len().max() == batch.RAW_TEXT_LIMIT + 1  # cut, with its ellipsis
+    assert quarantine["raw"].str.endswith("…").all()

@@ -10,6 +10,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from modelwatch import validation
 from modelwatch.batch import feature_column, prediction_schema
 from modelwatch.config import ModelConfig, parse_config
 from modelwatch.validation import RESULT_COLUMNS, build_expectations, validate_batch
@@ -300,3 +301,11 @@ def test_bad_input_gets_a_clear_error(model):
         validate(model=model, chunks=[], end=datetime(2026, 3, 3))
     with pytest.raises(TypeError, match="chunk 1: expected a pandas DataFrame"):
         validate([{"request_id": "a"}], model)
+
+
+def test_the_report_of_unnamed_features_names_a_bounded_few():
+    check = validation._UnexpectedFeatures()
+    check.observe(pd.DataFrame({"extra_features": [json.dumps({f"f{i:02d}": 1}) for i in range(30)]}))
+    observed = check._result().observed
+    assert observed.startswith("unnamed features in 30 of 30 rows: f00, f01")
+    assert observed.endswith(f"f19 and {30 - validation.UNEXPECTED_NAMES_SHOWN} more")

@@ -145,7 +145,10 @@ def _quarantine_conflicts(bad: pa.Table, quarantine: ParquetSink) -> None:
                 "source_file": bad["source_file"].to_pylist(),
                 "line_number": bad["line_number"].to_pylist(),
                 "reason": "conflicting_duplicate",
-                "raw": [json.dumps(r, default=str, sort_keys=True) for r in bad.select(content).to_pylist()],
+                "raw": [
+                    logs.reference_text(json.dumps(r, default=str, sort_keys=True))
+                    for r in bad.select(content).to_pylist()
+                ],
             }
         )
     )

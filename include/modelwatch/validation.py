@@ -426,6 +426,9 @@ class _FreshnessCheck(_Check):
         return _Result(lag <= self.max_lag, self.rows, 0, observed)
 
 
+UNEXPECTED_NAMES_SHOWN = 20
+
+
 class _UnexpectedFeatures(_Check):
     """Rows whose ``extra_features`` JSON object names features the config does not."""
 
@@ -448,7 +451,10 @@ class _UnexpectedFeatures(_Check):
     def _result(self) -> _Result:
         if not self.unexpected:
             return _Result(True, self.rows, 0, "none")
-        names = ", ".join(sorted(self.names))
+        # Every record may name features of its own: the report names a bounded few.
+        shown = sorted(self.names)[:UNEXPECTED_NAMES_SHOWN]
+        more = len(self.names) - len(shown)
+        names = ", ".join(shown) + (f" and {more} more" if more else "")
         observed = f"unnamed features in {self.unexpected} of {self.rows} rows: {names}"
         return _Result(False, self.rows, self.unexpected, observed)
 
