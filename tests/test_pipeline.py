@@ -86,6 +86,9 @@ def test_a_failed_run_is_recorded_with_its_reason(world, warehouse_url):
     ]
     assert pipeline.pending_history("credit_risk", end, config, warehouse_url) == [start]
     pipeline.mark_failed("credit_risk", start, end, "run-x", "extract: disk full", warehouse_url=warehouse_url)
+    # A task of the same run that fails later, transiently, does not hide the verdict.
+    pipeline.mark_retrying("credit_risk", start, end, "run-x", "measure (try 1 of 2): OSError: busy",
+                           warehouse_url=warehouse_url)
     assert read_frame(engine, query).to_dict("records") == [
         {"status": "failed", "failure_reason": "extract: disk full", "unfinished": 0}
     ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import time
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pyarrow as pa
@@ -39,7 +39,7 @@ def test_a_staged_file_appears_whole_or_not_at_all(tmp_path):
         sink.write(pa.table({"x": [1, 2]}))
         raise RuntimeError("the disk filled up")
     assert not staged.exists("rows.parquet")
-    assert os.listdir(staged.folder) == []
+    assert os.listdir(staged.folder) == [staging.ATTEMPT]
     with staged.sink("rows.parquet", schema) as sink:
         sink.write(pa.table({"x": [1, 2]}))
     assert staged.num_rows("rows.parquet") == 2
@@ -72,8 +72,8 @@ def test_publishing_points_later_readers_at_the_newest_attempt_and_drops_stale_o
     first = pipeline.extract("credit_risk", start, end, config=config, attempt="first")
     abandoned = StagedBatch.create(config.staging_url, "credit_risk", start, end, "abandoned")
     recent = StagedBatch.create(config.staging_url, "credit_risk", start, end, "still-running")
-    long_ago = time.time() - staging.STALE_ATTEMPT_AGE.total_seconds() - 60
-    os.utime(abandoned.folder, (long_ago, long_ago))
+    long_ago = datetime.now(UTC) - staging.STALE_ATTEMPT_AGE - timedelta(minutes=1)
+    abandoned.write_json(staging.ATTEMPT, {"created_at": long_ago.isoformat()})
     assert staging.published(config.staging_url, "credit_risk", start, end).folder == first["folder"]
 
     second = pipeline.extract("credit_risk", start, end, config=config, attempt="second")

@@ -70,19 +70,25 @@ def retry_only_transient() -> Iterator[None]:
 def describe_failure(context) -> str:
     """`<task> (try n of m): <exception type>: <message>` for the run's failure reason."""
     ti = context["task_instance"]
+    from airflow.sdk.exceptions import AirflowFailException
+
     error = context.get("exception")
-    cause = error.__cause__ if error is not None and error.__cause__ is not None else error
+    # `retry_only_transient` wraps deterministic errors: the reason names the original.
+    cause = error.__cause__ if isinstance(error, AirflowFailException) and error.__cause__ is not None else error
     what = f"{type(cause).__name__}: {cause}" if cause is not None else "ended without an exception (killed?)"
     tries = f" (try {ti.try_number} of {ti.max_tries + 1})" if getattr(ti, "max_tries", None) is not None else ""
     return f"{ti.task_id}{tries}: {what}"
 
 
 def earlier_runs_in_progress(ti, dag_run, model) -> int:
-    """How many runs of this DAG over earlier intervals that this one depends on are queued or running.
+    """How many runs of this DAG over earlier intervals that this one depends on are running.
 
-    A run's logical date is its interval's start when the scheduler made it
-    and its end when it was triggered by hand, so both are asked for; the
-    run's own logical date is left out.
+    A run's logical date is its interval's start when the scheduler made it,
+    and its end under `dag.test()` (as in the demo), so both are asked for; the
+    run's own logical date is left out. Queued runs do not count: waiting for
+    them could hold every active slot while they wait for one. A run started
+    with another logical date is seen once its extract marks the interval in
+    the warehouse (`pipeline.pending_history`).
     """
     from modelwatch.pipeline import history_intervals
 
@@ -91,7 +97,7 @@ def earlier_runs_in_progress(ti, dag_run, model) -> int:
     candidates = [moment for moment in candidates if moment != dag_run.logical_date]
     if not candidates:
         return 0
-    pending = ti.get_dr_count(dag_id=dag_run.dag_id, logical_dates=candidates, states=["queued", "running"])
+    pending = ti.get_dr_count(dag_id=dag_run.dag_id, logical_dates=candidates, states=["running"])
     if pending:
         log.info("waiting for %d earlier run(s) of %s to finish", pending, dag_run.dag_id)
     return pending

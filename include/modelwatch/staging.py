@@ -10,6 +10,7 @@ another run's half-written files::
                                                        /manifest.json
                                                        /data_quality.parquet, validate.json
                                                        /metrics.parquet, ..., measure.json
+                                                       /attempt.json       when the attempt began
                                     /published.json     which attempt later intervals read
 
 Each file appears under its final name only once it is complete (written
@@ -55,6 +56,7 @@ DRIFT = "drift.parquet"
 VALIDATE = "validate.json"
 MEASURE = "measure.json"
 PUBLISHED = "published.json"
+ATTEMPT = "attempt.json"
 ATTEMPTS = "attempts"
 
 STALE_ATTEMPT_AGE = timedelta(days=1)
@@ -169,6 +171,8 @@ class StagedBatch:
         staged = cls(f"{interval_folder(staging_url, model_name, start, end)}/{ATTEMPTS}/{attempt_name(attempt)}")
         fs, path = _fs(staged.folder)
         fs.makedirs(path, exist_ok=True)
+        # Object stores keep no times for folders: the attempt says when it began.
+        staged.write_json(ATTEMPT, {"created_at": datetime.now(UTC).isoformat()})
         return staged
 
     def url(self, name: str) -> str:
@@ -302,17 +306,24 @@ def published(staging_url: str, model_name: str, start: datetime, end: datetime)
 
 
 def _drop_stale_attempts(interval: str, keep: str) -> None:
-    """Remove attempts other than `keep` last changed more than STALE_ATTEMPT_AGE ago."""
+    """Remove attempts other than `keep` that began more than STALE_ATTEMPT_AGE ago.
+
+    An attempt whose start cannot be read is left alone: removing it is never
+    worth failing the publish.
+    """
     fs, path = _fs(f"{interval}/{ATTEMPTS}")
     cutoff = datetime.now(UTC) - STALE_ATTEMPT_AGE
     for entry in fs.ls(path, detail=False):
-        if entry.rstrip("/").rsplit("/", 1)[-1] == keep:
+        name = entry.rstrip("/").rsplit("/", 1)[-1]
+        if name == keep:
             continue
         try:
-            changed = fs.modified(entry)
-        except (NotImplementedError, FileNotFoundError):
+            attempt = StagedBatch(f"{interval}/{ATTEMPTS}/{name}")
+            began = datetime.fromisoformat(attempt.read_json(ATTEMPT)["created_at"])
+        except (OSError, StagingError, ValueError, KeyError) as exc:
+            log.info("leaving staging attempt %s: its start is unknown (%s)", entry, exc)
             continue
-        if (changed if changed.tzinfo else changed.replace(tzinfo=UTC)) < cutoff:
+        if began < cutoff:
             log.info("removing stale staging attempt %s", entry)
             fs.rm(entry, recursive=True)
 

@@ -188,11 +188,25 @@ def mark_run_started(
 def mark_run_retrying(
     engine: Engine, model_name: str, start: datetime, end: datetime, run_id: str, reason: str
 ) -> None:
-    """Record that a task of the run failed and waits for its next try, and why."""
-    _mark_run(
-        engine, RunBundle(model_name, start, end, run_id),
-        status="retrying", failure_reason=safe_text(reason)[:FAILURE_REASON_CHARS], finished_at=None,
-    )
+    """Record that a task of the run failed and waits for its next try, and why.
+
+    Only a run that is still under way changes: when another task of the run
+    has already failed it for good, or a newer run owns the interval, the row
+    keeps saying so.
+    """
+    _check_bundle(RunBundle(model_name, start, end, run_id))
+    runs = schema.monitoring_runs
+    with engine.begin() as connection:
+        connection.execute(
+            runs.update()
+            .where(
+                runs.c.model_name == model_name,
+                runs.c.interval_start == start,
+                runs.c.run_id == run_id,
+                runs.c.status.in_(UNFINISHED_STATUSES),
+            )
+            .values(status="retrying", failure_reason=safe_text(reason)[:FAILURE_REASON_CHARS], finished_at=None)
+        )
 
 
 def mark_run_failed(
@@ -311,6 +325,10 @@ def _check_bundle(bundle: RunBundle) -> None:
             raise ValueError(
                 f"RunBundle.{name}: expected a timezone-aware datetime (got {value!r})"
             )
+    if bundle.labels_as_of is not None and (
+        not isinstance(bundle.labels_as_of, datetime) or bundle.labels_as_of.utcoffset() is None
+    ):
+        raise ValueError(f"RunBundle.labels_as_of: expected a timezone-aware datetime (got {bundle.labels_as_of!r})")
     if bundle.interval_end <= bundle.interval_start:
         raise ValueError(
             f"RunBundle interval is empty: end {bundle.interval_end.isoformat()} is not after "
