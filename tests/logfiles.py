@@ -13,22 +13,25 @@ import pyarrow.parquet as pq
 from modelwatch.config import ModelConfig, parse_config
 
 
-def make_model(root: str, **overrides) -> ModelConfig:
-    """A small binary classifier config whose logs live under `root`."""
+def model_spec(**overrides) -> dict:
+    """The fields of a small binary classifier; `overrides` replace them."""
     spec = {
         "name": "credit_risk",
         "task": "binary_classification",
-        "log_root": root,
         "context": ["channel"],
         "segments": ["country", "channel"],
-        "label_maturity_intervals": 2,
         "features": [
             {"name": "income", "type": "numeric", "min": 0},
             {"name": "country", "type": "categorical", "allowed_values": ["DE", "FR"]},
             {"name": "has_card", "type": "boolean"},
         ],
     }
-    spec.update(overrides)
+    return spec | overrides
+
+
+def make_model(root: str, **overrides) -> ModelConfig:
+    """The small binary classifier of `model_spec`, its logs under `root`."""
+    spec = model_spec(**({"log_root": root, "label_maturity_intervals": 2} | overrides))
     return parse_config({"models": [spec]}).models[0]
 
 

@@ -10,26 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 from croniter import croniter
+from logfiles import model_spec
 
 from modelwatch import settings
 from modelwatch.config import ConfigError, ModelConfig, ProjectConfig, _interval_lengths, load_config, parse_config
-
-
-def model_spec(**overrides) -> dict:
-    """A valid model; `overrides` replace its fields."""
-    spec = {
-        "name": "credit_risk",
-        "task": "binary_classification",
-        "context": ["channel"],
-        "segments": ["country", "channel"],
-        "features": [
-            {"name": "income", "type": "numeric", "min": 0},
-            {"name": "country", "type": "categorical", "allowed_values": ["DE", "FR"]},
-            {"name": "has_card", "type": "boolean"},
-        ],
-    }
-    spec.update(overrides)
-    return spec
 
 
 def parse(*models: dict, **top) -> ProjectConfig:

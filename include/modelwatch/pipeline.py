@@ -83,11 +83,11 @@ def await_history(model_name: str, start: datetime, timeout_s: float, poll_s: fl
     deadline = time.monotonic() + timeout_s
     while pending := pending_history(model_name, start, config, warehouse_url):
         if time.monotonic() >= deadline:
-            raise HistoryIncomplete(describe_pending(model_name, start, pending, timeout_s))
+            raise HistoryIncomplete(_describe_pending(model_name, start, pending, timeout_s))
         time.sleep(poll_s)
 
 
-def describe_pending(model_name: str, start: datetime, pending: list[datetime], waited_s: float) -> str:
+def _describe_pending(model_name: str, start: datetime, pending: list[datetime], waited_s: float) -> str:
     shown = ", ".join(moment.isoformat() for moment in pending)
     return (
         f"{model_name} {start.isoformat()}: earlier intervals still being processed after {waited_s:.0f} s: "
