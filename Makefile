@@ -15,7 +15,7 @@ export DO_NOT_TRACK := true
 # `airflow standalone` starts its parts by running `airflow` from PATH.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install airflow-db demo simulate test lint airflow bench clean
+.PHONY: install airflow-db demo simulate test lint airflow bench bench-checks clean
 
 install: $(STAMP)
 
@@ -52,6 +52,9 @@ airflow: airflow-db
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
+
+bench-checks: $(STAMP)
+	$(BIN)/python -m bench.checks
 
 clean:
 	rm -rf $(VENV) $(AIRFLOW_HOME) data

@@ -18,6 +18,19 @@ data interval `[data_interval_start, data_interval_end)` of the model's schedule
 5. **measure**: model-quality metrics (this interval and the earlier ones whose
    labels are still maturing), system KPIs, drift against the reference.
 6. **load**: one warehouse transaction per run; re-runs replace, never duplicate.
+7. **check**: thresholds, control limits on the model's history (limits that
+   follow each interval's sample size) and IsolationForest; earlier intervals
+   whose labels this run refreshed are judged again.
+8. **decide**: one branch, recorded in `model_actions` with its reason:
+   **halt** (critical data-quality failure), **rollback** (a new version did
+   worse than the one before it), **retrain** (quality dropped with drift and
+   enough new labels), **alert** (anything else that needs a person) or
+   **healthy**.
+9. **notify**: email and webhook through Airflow connections, unless the
+   same condition was already told and is no worse.
+
+The `actions` Param set to `dry_run` decides and records without changing the
+registry or notifying anyone.
 
 Every task has an `execution_timeout` from the model's `timeouts`. Transient
 failures (I/O, the warehouse) are retried with backoff; a deterministic one (a
@@ -33,7 +46,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import Param, PokeReturnValue, dag, task
+from airflow.sdk import Label, Param, PokeReturnValue, dag, task
 
 from modelwatch.config import ModelConfig, load_config
 
@@ -68,6 +81,29 @@ def record_retry(context) -> None:
     _mark(context, pipeline.mark_retrying)
 
 
+BRANCH_LABELS = {
+    "halt": "critical data-quality failure",
+    "rollback": "new version worse than the one before",
+    "retrain": "quality down, drift, enough labels",
+    "alert": "needs a person, no model change",
+    "healthy": "nothing alerts",
+}
+
+
+def dag_failure_notifiers(model: ModelConfig) -> list:
+    """The notifiers told when a run of the model's DAG fails (none when no target is configured)."""
+    from modelwatch_notifiers import ModelWatchEmailNotifier, ModelWatchWebhookNotifier
+
+    notifiers = []
+    if model.alerts.emails:
+        notifiers.append(ModelWatchEmailNotifier(to=model.alerts.emails, smtp_conn_id=model.alerts.smtp_connection,
+                                                 model_name=model.name))
+    if model.alerts.webhook_connection:
+        notifiers.append(ModelWatchWebhookNotifier(webhook_conn_id=model.alerts.webhook_connection,
+                                                   model_name=model.name))
+    return notifiers
+
+
 def build_monitor_dag(model: ModelConfig):
     """The `monitor_<model>` DAG for one configured model."""
     from airflow.sdk import CronDataIntervalTimetable
@@ -80,6 +116,7 @@ def build_monitor_dag(model: ModelConfig):
         max_active_runs=4,
         doc_md=__doc__,
         tags=["modelwatch", "monitoring", model.task, model.name],
+        on_failure_callback=dag_failure_notifiers(model),
         default_args={
             "owner": model.owner,
             "retries": 1,
@@ -90,6 +127,10 @@ def build_monitor_dag(model: ModelConfig):
         params={
             "wait_for_logs": Param(
                 True, type="boolean", description="Wait for missing partitions (off: fail at once)"
+            ),
+            "actions": Param(
+                "on", enum=["on", "dry_run"],
+                description="on: retrain, roll back and notify as decided; dry_run: decide and record only",
             ),
         },
     )
@@ -159,12 +200,55 @@ def build_monitor_dag(model: ModelConfig):
                     model.name, staged["folder"], data_interval_start, data_interval_end, run_id
                 )
 
+        @task(execution_timeout=model.execution_timeout("check"))
+        def check(loaded: dict, data_interval_start=None, data_interval_end=None, run_id=None) -> dict:
+            from modelwatch import airflow_adapter, pipeline
+
+            with airflow_adapter.retry_only_transient():
+                return pipeline.check(model.name, data_interval_start, data_interval_end, run_id, loaded)
+
+        @task.branch(execution_timeout=model.execution_timeout("decide"))
+        def decide(loaded: dict, checked: dict, data_interval_start=None, data_interval_end=None, run_id=None,
+                   params=None) -> str:
+            from modelwatch import airflow_adapter, pipeline
+
+            with airflow_adapter.retry_only_transient():
+                decided = pipeline.decide(model.name, data_interval_start, data_interval_end, run_id, loaded,
+                                          checked, mode=params["actions"])
+            return decided["action"]
+
+        def act(action: str):
+            @task(task_id=action, execution_timeout=model.execution_timeout("act"))
+            def carry_out(data_interval_start=None, data_interval_end=None, run_id=None, params=None) -> dict:
+                from modelwatch import airflow_adapter, pipeline
+
+                with airflow_adapter.retry_only_transient():
+                    return pipeline.act(model.name, action, data_interval_start, data_interval_end, run_id,
+                                        mode=params["actions"])
+
+            return carry_out()
+
+        # After a branch only one action runs; notify follows whichever it was.
+        @task(trigger_rule="none_failed_min_one_success", execution_timeout=model.execution_timeout("notify"))
+        def notify(data_interval_start=None, data_interval_end=None, run_id=None, dag=None, params=None) -> dict:
+            from modelwatch_notifiers import send
+
+            from modelwatch import airflow_adapter, pipeline
+
+            with airflow_adapter.retry_only_transient():
+                return pipeline.notify(model.name, data_interval_start, data_interval_end, run_id, send,
+                                       mode=params["actions"], links=airflow_adapter.run_links(dag.dag_id, run_id))
+
         staged = extract()
         history = wait_for_history()
         wait_for_logs() >> staged >> history
         quality, measured = validate(staged), measure(staged)
         history >> [quality, measured]
-        load(staged, quality, measured)
+        loaded = load(staged, quality, measured)
+        decision = decide(loaded, check(loaded))
+        told = notify()
+        for action, label in BRANCH_LABELS.items():
+            decision >> Label(label) >> act(action) >> told
 
     return monitor()
 

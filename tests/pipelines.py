@@ -12,7 +12,7 @@ from modelwatch.config import ProjectConfig
 from modelwatch.warehouse import schema
 from modelwatch.warehouse.load import read_frame
 
-VOLATILE_COLUMNS = {"run_id", "started_at", "finished_at", "computed_at"}
+VOLATILE_COLUMNS = {"run_id", "started_at", "finished_at", "computed_at", "checked_at", "decided_at"}
 """Columns that say when or by which run a row was written, not what it holds."""
 
 
@@ -23,7 +23,8 @@ def interval(day: int) -> tuple[datetime, datetime]:
 
 def run_interval(config: ProjectConfig, day: int, url: str, run_id: str | None = None,
                  history_timeout_s: float = 0.0) -> dict:
-    """Mark, extract, wait for history, validate, measure and load one interval, as the DAG's tasks do.
+    """Run every task of one interval, as the DAG does: mark, extract, wait for history, validate,
+    measure, load, check, decide, act and notify (notifications are only logged).
 
     Returns measure's result.
     """
@@ -35,8 +36,22 @@ def run_interval(config: ProjectConfig, day: int, url: str, run_id: str | None =
     pipeline.await_history(name, start, history_timeout_s, poll_s=0.2, config=config, warehouse_url=url)
     pipeline.validate(name, staged["folder"], start, end, config=config, warehouse_url=url)
     measured = pipeline.measure(name, staged["folder"], start, end, config=config, warehouse_url=url)
-    pipeline.load(name, staged["folder"], start, end, run_id, config=config, warehouse_url=url)
+    loaded = pipeline.load(name, staged["folder"], start, end, run_id, config=config, warehouse_url=url)
+    judge_interval(config, start, end, run_id, loaded, url)
     return measured
+
+
+def judge_interval(config: ProjectConfig, start: datetime, end: datetime, run_id: str, loaded: dict, url: str,
+                   mode: str = "on") -> dict:
+    """Check, decide, act and notify one loaded interval; returns the decision."""
+    from modelwatch_notifiers import send
+
+    name = config.models[0].name
+    checked = pipeline.check(name, start, end, run_id, loaded, config=config, warehouse_url=url)
+    decided = pipeline.decide(name, start, end, run_id, loaded, checked, mode=mode, config=config, warehouse_url=url)
+    pipeline.act(name, decided["action"], start, end, run_id, mode=mode, config=config, warehouse_url=url)
+    pipeline.notify(name, start, end, run_id, send, mode=mode, config=config, warehouse_url=url)
+    return decided
 
 
 def run_interval_at(moment: float, config: ProjectConfig, day: int, url: str, run_id: str,

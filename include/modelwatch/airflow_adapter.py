@@ -31,6 +31,16 @@ def connection_url(conn_id: str = WAREHOUSE_CONN_ID) -> str | None:
     return uri
 
 
+def run_links(dag_id: str, run_id: str) -> dict[str, str]:
+    """A link to the DAG run in the Airflow UI, from `[api] base_url`."""
+    from urllib.parse import quote
+
+    from airflow.sdk import conf
+
+    base = conf.get("api", "base_url", fallback="http://localhost:8080").rstrip("/")
+    return {"Airflow run": f"{base}/dags/{quote(dag_id)}/runs/{quote(run_id, safe='')}"}
+
+
 def is_transient(error: BaseException) -> bool:
     """Whether another try could succeed: I/O, the warehouse or the network, not the data or the code.
 

@@ -34,7 +34,7 @@ from pydantic import (
     model_validator,
 )
 
-from modelwatch import settings
+from modelwatch import catalogue, settings
 
 TaskKind = Literal["binary_classification", "regression"]
 FeatureType = Literal["numeric", "categorical", "boolean"]
@@ -255,33 +255,97 @@ class DataQualityConfig(_Strict):
 
 
 class MetricThreshold(_Strict):
+    """A rule on one metric of the catalogue, judged on the interval's overall value.
+
+    Absolute bounds (`min`, `max`), a bound relative to a baseline
+    (`relative_to` with `max_worse`), or both.
+    """
+
     min: float | None = None
     max: float | None = None
+    relative_to: Literal["champion", "trailing_median"] | None = Field(
+        None,
+        description="champion: the champion's holdout value in the registry; "
+        "trailing_median: the median of the model's recent intervals",
+    )
+    max_worse: float | None = Field(
+        None, gt=0, description="largest change for the worse allowed, as a fraction of the baseline"
+    )
+    severity: Severity = "warning"
+    consecutive: int = Field(1, ge=1, description="breaches in a row before the check alerts")
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> MetricThreshold:
+        if self.min is None and self.max is None and self.relative_to is None:
+            raise ValueError("expected at least one of min, max or relative_to")
+        if (self.relative_to is None) != (self.max_worse is None):
+            raise ValueError("relative_to and max_worse go together")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        return self
+
+
+class IsolationForestConfig(_Strict):
+    """IsolationForest over the trailing history of each interval's vector of monitored metrics."""
+
+    enabled: bool = True
+    contamination: float = Field(
+        0.02, gt=0, le=0.5, description="share of the history the forest treats as anomalous"
+    )
+    min_history: int = Field(14, ge=5, description="past intervals needed before the forest judges")
+    consecutive: int = Field(2, ge=1, description="anomalous intervals in a row before the check alerts")
     severity: Severity = "warning"
 
 
 class ChecksConfig(_Strict):
-    history_intervals: int = Field(30, ge=3)
-    control_limit_sigma: float = Field(3.0, gt=0)
-    isolation_forest_contamination: float = Field(0.05, gt=0, lt=0.5)
-    min_history: int = Field(7, ge=3)
+    """Control limits and anomaly detection on each model's own history."""
+
+    metrics: list[str] | None = Field(
+        None, description="metrics judged on their history; default: the catalogue's monitored metrics"
+    )
+    history_intervals: int = Field(30, ge=3, description="past intervals the limits and the forest learn from")
+    min_history: int = Field(7, ge=3, description="past intervals needed before control limits judge")
+    control_limit_sigma: float = Field(
+        3.5, gt=0, description="one interval breaches beyond this many standard errors from its history"
+    )
+    sustained_intervals: int = Field(
+        2, ge=1, description="the latest intervals pooled to catch a small sustained shift (1: off)"
+    )
+    sustained_sigma: float = Field(
+        3.0, gt=0, description="the pooled intervals breach beyond this many standard errors"
+    )
+    min_labels: int = Field(200, ge=1, description="fewer labels than this: quality checks say insufficient_labels")
+    control_limit_severity: Severity = "warning"
+    control_limit_consecutive: int = Field(1, ge=1)
+    isolation_forest: IsolationForestConfig = IsolationForestConfig()
 
 
 class RetrainConfig(_Strict):
     enabled: bool = True
-    min_new_labels: int = Field(1000, ge=0)
+    min_new_labels: int = Field(1000, ge=0, description="labels since the champion was trained")
     training_window_intervals: int = Field(14, ge=1)
-    min_improvement: float = Field(0.0, ge=0)
+    holdout_intervals: int = Field(1, ge=1, description="the most recent labeled intervals kept for comparison")
+    min_training_labels: int = Field(500, ge=1)
+    max_training_rows: int = Field(
+        50_000, ge=1, description="the latest labeled predictions of the window a challenger trains on at most"
+    )
+    metric: str | None = Field(None, description="compared on the holdout; default: the task's primary metric")
+    min_improvement: float = Field(0.0, ge=0, description="in the metric's units, in its better direction")
 
 
 class RollbackConfig(_Strict):
     enabled: bool = True
-    window_intervals: int = Field(3, ge=1)
+    window_intervals: int = Field(3, ge=1, description="intervals after a version went live that it can be undone")
 
 
 class AlertConfig(_Strict):
+    """Where notifications go; addresses and URLs live in Airflow connections."""
+
     emails: list[str] = Field(default_factory=list)
-    webhook_url: str | None = None
+    smtp_connection: str = Field("smtp_default", description="Airflow connection of the SMTP server")
+    webhook_connection: str | None = Field(
+        None, description="Airflow connection holding a Slack-compatible webhook URL (docs/notifications.md)"
+    )
 
 
 class TimeoutsConfig(_Strict):
@@ -293,6 +357,10 @@ class TimeoutsConfig(_Strict):
     validate_: float = Field(60, gt=0, alias="validate")
     measure: float = Field(60, gt=0)
     load: float = Field(30, gt=0)
+    check: float = Field(30, gt=0)
+    decide: float = Field(30, gt=0)
+    act: float = Field(120, gt=0, description="each branch after decide; a retrain trains a model")
+    notify: float = Field(10, gt=0)
 
 
 class ModelConfig(_Strict):
@@ -388,6 +456,52 @@ class ModelConfig(_Strict):
             )
         return segments
 
+    @field_validator("thresholds")
+    @classmethod
+    def _known_threshold_metrics(cls, thresholds: dict[str, MetricThreshold], info: ValidationInfo):
+        if "task" not in info.data:
+            return thresholds
+        problems = []
+        for name, rule in thresholds.items():
+            try:
+                catalogue.check_metric_for_task(name, info.data["task"])
+            except ValueError as exc:
+                problems.append(f"{name}: {exc}")
+                continue
+            if rule.relative_to == "champion" and catalogue.metric(name).kind != "quality":
+                problems.append(f"{name}: relative_to 'champion' applies to quality metrics only")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return thresholds
+
+    @model_validator(mode="after")
+    def _known_checked_metrics(self) -> ModelConfig:
+        named = {"checks.metrics": self.checks.metrics or [], "retrain.metric": [self.retrain.metric or ""]}
+        problems = []
+        for field_name, metrics in named.items():
+            for name in filter(None, metrics):
+                try:
+                    catalogue.check_metric_for_task(name, self.task)
+                except ValueError as exc:
+                    problems.append(f"{field_name}: {name}: {exc}")
+        if self.retrain.metric and self.retrain.metric in catalogue.CATALOGUE and (
+            catalogue.metric(self.retrain.metric).kind != "quality"
+        ):
+            problems.append(f"retrain.metric: {self.retrain.metric!r} is not a quality metric")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def checked_metrics(self) -> list[str]:
+        """The metrics judged on their history: `checks.metrics`, or the task's monitored ones."""
+        return list(self.checks.metrics or catalogue.monitored(self.task))
+
+    @property
+    def retrain_metric(self) -> str:
+        """The metric challenger and champion are compared on."""
+        return self.retrain.metric or catalogue.primary(self.task)
+
     @property
     def cron(self) -> str:
         return SCHEDULE_PRESETS.get(self.schedule, self.schedule)
@@ -409,7 +523,8 @@ class ModelConfig(_Strict):
         Parameters
         ----------
         task_name : str
-            A task of `monitor_<model>`: ``wait_for_logs``, ``extract``, ``validate``, ``measure`` or ``load``.
+            A task of `monitor_<model>`: ``wait_for_logs``, ``extract``, ``validate``, ``measure``,
+            ``load``, ``check``, ``decide``, ``act`` (every branch after decide) or ``notify``.
 
         Returns
         -------

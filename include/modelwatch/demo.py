@@ -103,6 +103,30 @@ def _report(models: list[ModelConfig]) -> None:
             _say("  " + "  ".join(f"{_fmt(c):>10}" for c in cells))
         for line in _findings(model, frame):
             _say("  - " + line)
+        _timeline(engine, model)
+
+
+REASON_CHARS = 150
+
+
+def _timeline(engine, model: ModelConfig) -> None:
+    """Per day: the decision, its outcome, the champion after it and why, from `model_decision_timeline`."""
+    from modelwatch.warehouse.load import read_frame
+
+    frame = read_frame(
+        engine,
+        "SELECT interval_start, decision, outcome, champion_before, champion_after, served_version, reason "
+        "FROM model_decision_timeline WHERE model_name = :model ORDER BY interval_start",
+        {"model": model.name},
+    )
+    _say(f"\n  decisions of {model.name}")
+    _say(f"  {'day':<10}  {'decision':<8}  {'outcome':<14}  {'served':>6}  {'champion':>8}  reason")
+    for row in frame.itertuples():
+        moved = row.champion_after if row.champion_after == row.champion_before else (
+            f"{row.champion_before}->{row.champion_after}")
+        reason = row.reason if len(row.reason) <= REASON_CHARS else row.reason[: REASON_CHARS - 1] + "…"
+        _say(f"  {str(row.interval_start)[:10]:<10}  {row.decision:<8}  {row.outcome or '-':<14}  "
+             f"{_fmt(row.served_version):>6}  {_fmt(moved):>8}  {reason}")
 
 
 def _findings(model: ModelConfig, frame) -> list[str]:
@@ -141,7 +165,8 @@ def run(days: int = 14, requests_per_day: int = 20_000, seed: int = 7) -> int:
     _say(f"\nRunning the monitor DAGs with dag.test() (task logs: {log_path})")
     failures = _run_dags(models, start, days, log_path)
     _report(models)
-    _say(f"\nWarehouse: {settings.default_warehouse_url()} (views model_health_daily, model_latest_state)")
+    _say(f"\nWarehouse: {settings.default_warehouse_url()} (views model_health_daily, model_decision_timeline, "
+         "open_alert_conditions, model_latest_state)")
     _say("Start the Airflow UI with `make airflow` to browse the runs.")
     if failures:
         _say("\nFailed runs:\n  " + "\n  ".join(failures))

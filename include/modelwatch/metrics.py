@@ -48,7 +48,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from modelwatch import batch
+from modelwatch import batch, catalogue
 from modelwatch.config import ModelConfig
 
 METRIC_COLUMNS = [
@@ -63,19 +63,10 @@ METRIC_COLUMNS = [
     "sample_size",
     "label_coverage",
 ]
-CLASSIFICATION_METRICS = (
-    "accuracy",
-    "precision",
-    "recall",
-    "f1",
-    "auc_roc",
-    "log_loss",
-    "brier_score",
-    "calibration_error",
-    "positive_rate",
-)
-REGRESSION_METRICS = ("mae", "rmse", "mape", "r2")
-LATENCY_QUANTILES = {"latency_p50_ms": 0.50, "latency_p95_ms": 0.95, "latency_p99_ms": 0.99}
+# Names and order come from the catalogue; the computations below produce them in that order.
+CLASSIFICATION_METRICS = tuple(catalogue.names("quality", catalogue.CLASSIFICATION))
+REGRESSION_METRICS = tuple(catalogue.names("quality", catalogue.REGRESSION))
+LATENCY_QUANTILES = catalogue.LATENCY_QUANTILES
 CALIBRATION_BINS = 10
 MISSING = "(missing)"
 ERROR_COUNT_PREFIX = "error_count."

@@ -327,6 +327,7 @@ def load(model_name: str, folder: str, start: datetime, end: datetime, run_id: s
         run_id=run_id,
         run={
             "status": "halted" if critical else "success",
+            "finished_at": None,  # set once the interval is judged and decided
             "rows_read": manifest.rows_read,
             "rows_valid": manifest.rows_valid,
             "rows_quarantined": manifest.rows_quarantined + manifest.labels_quarantined,
@@ -355,7 +356,14 @@ def load(model_name: str, folder: str, start: datetime, end: datetime, run_id: s
     )
     counts = warehouse_load.load_run(engine, bundle)
     log.info("%s %s..%s loaded: %s", model.name, start, end, counts)
-    return {"status": bundle.run["status"], "rows": counts}
+    return {
+        "status": bundle.run["status"],
+        "rows": counts,
+        "critical_failure": critical,
+        "failed_critical": validated["failed_critical"],
+        "drifted_features": measured["drifted_features"],
+        "recomputed_intervals": measured["recomputed_intervals"],
+    }
 
 
 def mark_failed(model_name: str, start: datetime, end: datetime, run_id: str, reason: str,
@@ -384,3 +392,234 @@ def mark_started(model_name: str, start: datetime, end: datetime, run_id: str,
     from modelwatch.warehouse import load as warehouse_load
 
     warehouse_load.mark_run_started(warehouse_engine(warehouse_url), model_name, _utc(start), _utc(end), run_id)
+
+
+# ---------------------------------------------------------------- check, decide, act, notify
+
+ACTION_MODES = ("on", "dry_run")
+
+
+def _judged_span(model: ModelConfig, start: datetime, refreshed: list[datetime]) -> datetime:
+    """The earliest interval start whose values the checks of this run may read."""
+    earliest = min([start, *refreshed])
+    return earliest - model.interval_length * (model.checks.history_intervals + model.checks.sustained_intervals)
+
+
+def check(model_name: str, start: datetime, end: datetime, run_id: str, loaded: dict,
+          config: ProjectConfig | None = None, warehouse_url: str | None = None) -> dict:
+    """Judge the interval, and the earlier intervals whose labels this run refreshed; store the check rows.
+
+    Returns
+    -------
+    dict
+        ``rows``: every check row as a JSON-ready dict (`checks.rows.to_message`).
+    """
+    from modelwatch import checks
+    from modelwatch.checks.rows import to_message
+    from modelwatch.warehouse import load as warehouse_load
+    from modelwatch.warehouse import queries
+
+    _, model = _model(model_name, config)
+    start, end = _utc(start), _utc(end)
+    engine = warehouse_engine(warehouse_url)
+    step = model.interval_length
+    refreshed = [datetime.fromisoformat(moment) for moment in loaded["recomputed_intervals"]]
+    since = _judged_span(model, start, refreshed)
+    history = checks.History(queries.interval_values(engine, model.name, since, start))
+    stored = queries.check_history(engine, model.name, since, start)
+    rows = checks.judge(
+        model, start, end, history, stored, _champion_reference(model),
+        refreshed=[(moment, moment + step) for moment in refreshed],
+    )
+    warehouse_load.write_check_results(engine, model.name, start, run_id, [row.to_dict() for row in rows])
+    for row in rows:
+        if row.breached:
+            log.warning("%s %s %s (%s): %s", model.name, row.interval_start.date(), row.check_name,
+                        "alerting" if row.alerting else f"breach {row.streak} of {row.consecutive}", row.reason)
+    log.info("%s %s: %d checks, %d breached, %d alerting", model.name, start.date(), len(rows),
+             sum(row.breached for row in rows), sum(row.alerting for row in rows))
+    return {"rows": [to_message(row) for row in rows]}
+
+
+def _champion_reference(model: ModelConfig) -> dict[str, float]:
+    """The champion's holdout metrics, when a threshold is relative to them."""
+    if not any(rule.relative_to == "champion" for rule in model.thresholds.values()):
+        return {}
+    from modelwatch import registry
+
+    champion = registry.champion_version(model.registry_name)
+    return registry.version_metrics(model.registry_name, champion) if champion else {}
+
+
+def decide(model_name: str, start: datetime, end: datetime, run_id: str, loaded: dict, checked: dict,
+           mode: str = "on", config: ProjectConfig | None = None, warehouse_url: str | None = None) -> dict:
+    """Decide what the interval calls for and record it in `model_actions`; returns the decision as a dict."""
+    from modelwatch import decision as rules
+    from modelwatch import facts as run_facts
+    from modelwatch.checks.rows import from_message
+    from modelwatch.warehouse import load as warehouse_load
+
+    if mode not in ACTION_MODES:
+        raise ValueError(f"actions: expected one of {list(ACTION_MODES)} (got {mode!r})")
+    config, model = _model(model_name, config)
+    start, end = _utc(start), _utc(end)
+    engine = warehouse_engine(warehouse_url)
+    rows = [from_message(values) for values in checked["rows"]]
+    facts = run_facts.gather(model, engine, config.staging_url, start, end, loaded, rows)
+    decided = rules.decide(rows, facts)
+    warehouse_load.record_decision(engine, {
+        "model_name": model.name, "interval_start": start, "interval_end": end, "mode": mode,
+        "decision": decided.action, "severity": decided.severity, "reason": decided.reason,
+        "checks": decided.checks, "run_id": run_id, "outcome": "decided", "detail": None,
+        "from_version": facts.champion, "to_version": facts.champion, "served_version": facts.served_version,
+        "notified": False, "notification": None,
+        "condition": {"open": rules.condition_of(rows, decided), "notified": None},
+        "facts": _facts_record(facts),
+    })
+    log.info("%s %s: %s (%s): %s", model.name, start.date(), decided.action, mode, decided.reason)
+    return decided.to_dict() | {"mode": mode}
+
+
+def _facts_record(facts) -> dict:
+    """The run facts as stored with the decision (times as ISO text)."""
+    from dataclasses import asdict
+
+    record = asdict(facts)
+    if record["switch"] is not None:
+        record["switch"]["live_since"] = record["switch"]["live_since"].isoformat()
+    if record["champion_set_at"] is not None:
+        record["champion_set_at"] = record["champion_set_at"].isoformat()
+    return record
+
+
+def act(model_name: str, action: str, start: datetime, end: datetime, run_id: str, mode: str = "on",
+        config: ProjectConfig | None = None, warehouse_url: str | None = None) -> dict:
+    """Carry out the recorded decision of the interval (the branch task of `action` calls this).
+
+    ``retrain`` and ``rollback`` change the registry (unless `mode` is
+    ``dry_run``); ``alert``, ``halt`` and ``healthy`` change nothing and leave
+    the telling to `notify`. The outcome is stored on the decision's row.
+    """
+    from modelwatch.actions import ActionOutcome
+    from modelwatch.warehouse import load as warehouse_load
+    from modelwatch.warehouse import queries
+
+    config, model = _model(model_name, config)
+    start, end = _utc(start), _utc(end)
+    engine = warehouse_engine(warehouse_url)
+    recorded = queries.decision(engine, model.name, start, mode)
+    if recorded is None or recorded["decision"] != action:
+        raise RuntimeError(
+            f"{model.name} {start.isoformat()}: the recorded decision ({mode}) is "
+            f"{None if recorded is None else recorded['decision']!r}, not {action!r}; re-run `decide`"
+        )
+    dry_run = mode == "dry_run"
+    champion = recorded["from_version"]
+    if action == "retrain":
+        from modelwatch.actions import retrain
+
+        outcome = retrain.retrain(model, staging_url=config.staging_url, interval_start=start, interval_end=end,
+                                  run_id=run_id, dry_run=dry_run)
+    elif action == "rollback":
+        from modelwatch.actions import rollback
+
+        switch = (recorded["facts"] or {}).get("switch") or {}
+        outcome = rollback.rollback(model, from_version=switch.get("version") or champion,
+                                    to_version=switch.get("previous"), dry_run=dry_run, reason=recorded["reason"])
+    else:
+        words = {"alert": "alerted", "halt": "halted", "healthy": "none"}
+        outcome = ActionOutcome(words[action], "no registry change", champion, champion)
+    warehouse_load.update_decision(
+        engine, model.name, start, mode, outcome=outcome.outcome, detail=outcome.detail,
+        from_version=outcome.from_version, to_version=outcome.to_version,
+        facts=(recorded["facts"] or {}) | {"action": outcome.facts},
+    )
+    log.info("%s %s %s: %s: %s", model.name, start.date(), action, outcome.outcome, outcome.detail)
+    return outcome.to_dict()
+
+
+# Outcomes that changed the registry or need a person whatever was notified before.
+ALWAYS_TOLD = ("promoted", "kept_champion", "rolled_back", "refused", "not_possible", "not_enough_labels")
+
+
+def notify(model_name: str, start: datetime, end: datetime, run_id: str, send, mode: str = "on",
+           links: dict[str, str] | None = None, config: ProjectConfig | None = None,
+           warehouse_url: str | None = None) -> dict:
+    """Tell people about the interval's decision, unless it is healthy or an open condition already told.
+
+    An open condition is told again only when a check joins it, one of its
+    checks turns critical or gets worse (`decision.notification_due`); the
+    outcome of a retrain or rollback is always told. A dry run tells no one
+    and only logs. The run ends here: `monitoring_runs.finished_at` is set.
+
+    Parameters
+    ----------
+    send : callable
+        ``send(notification, emails=..., smtp_conn_id=..., webhook_conn_id=...)``
+        returning a `NotificationReport` (the Airflow notifiers' `send`).
+    """
+    from modelwatch import decision as rules
+    from modelwatch.warehouse import load as warehouse_load
+    from modelwatch.warehouse import queries
+
+    _, model = _model(model_name, config)
+    start, end = _utc(start), _utc(end)
+    engine = warehouse_engine(warehouse_url)
+    recorded = queries.decision(engine, model.name, start, mode)
+    if recorded is None:
+        raise RuntimeError(f"{model.name} {start.isoformat()}: no decision recorded ({mode}); re-run `decide`")
+    condition = recorded["condition"] or {"open": {}, "notified": None}
+    previous = queries.decision(engine, model.name, start - model.interval_length, mode)
+    previous_condition = (previous or {}).get("condition") or {}
+    due, why = rules.notification_due(
+        condition["open"], previous_condition.get("open"), previous_condition.get("notified")
+    )
+    if recorded["outcome"] in ALWAYS_TOLD:
+        due, why = True, f"action outcome {recorded['outcome']}"
+    if recorded["decision"] == "healthy":
+        due, why = False, "healthy"
+    told_before = previous_condition.get("notified") if condition["open"] else None
+    sent, told_now = False, False
+    if due and mode == "on":
+        report = send(
+            _notification(model, recorded, start, end, run_id, links or {}),
+            emails=model.alerts.emails, smtp_conn_id=model.alerts.smtp_connection,
+            webhook_conn_id=model.alerts.webhook_connection,
+        )
+        told = f"{why}: {report.describe()}"
+        sent = bool(report.deliveries) and not report.failed
+        # A failed delivery is tried again next interval: the condition does not count as told.
+        told_now = not report.failed
+    else:
+        told = f"not notified ({'dry run' if mode == 'dry_run' and due else why})"
+    notified = condition["open"] if told_now else told_before
+    warehouse_load.update_decision(
+        engine, model.name, start, mode, notified=sent, notification=told,
+        condition={"open": condition["open"], "notified": notified},
+    )
+    warehouse_load.mark_run_finished(engine, model.name, start, run_id)
+    log.info("%s %s %s: %s", model.name, start.date(), recorded["decision"], told)
+    return {"notified": sent, "notification": told}
+
+
+def _notification(model: ModelConfig, recorded: dict, start: datetime, end: datetime, run_id: str,
+                  links: dict[str, str]):
+    from modelwatch.actions.notify import Notification
+
+    titles = {
+        "halt": "data problem: no model decision on bad data",
+        "rollback": "quality dropped after a new version: rolling back",
+        "retrain": "quality dropped with drift: retraining",
+        "alert": "needs attention",
+    }
+    conditions = [
+        {"check_name": name, "severity": values["severity"], "excess": round(values["excess"], 3)}
+        for name, values in (recorded["condition"] or {}).get("open", {}).items()
+    ]
+    outcome = f" Outcome: {recorded['outcome']}: {recorded['detail']}" if recorded["detail"] else ""
+    return Notification(
+        model_name=model.name, interval_start=start, interval_end=end, decision=recorded["decision"],
+        severity=recorded["severity"] or "warning",
+        title=f"{start.date().isoformat()}: {titles[recorded['decision']]}",
+        reason=recorded["reason"] + outcome, conditions=conditions, links=links, run_id=run_id,
+    )

@@ -232,6 +232,17 @@ def load_model(name: str, version_or_alias: str | int = CHAMPION) -> Any:
     return mlflow.sklearn.load_model(model_uri(name, version_or_alias))
 
 
+def _version_info(version, aliases: tuple[str, ...]) -> VersionInfo:
+    return VersionInfo(
+        name=version.name,
+        version=str(version.version),
+        run_id=version.run_id,
+        aliases=tuple(sorted(aliases)),
+        tags=dict(version.tags or {}),
+        created_at_ms=version.creation_timestamp,
+    )
+
+
 def list_versions(name: str) -> list[VersionInfo]:
     """Every registered version of `name`, oldest first (empty when the model is unknown)."""
     client = _client()
@@ -241,15 +252,44 @@ def list_versions(name: str) -> list[VersionInfo]:
     aliases: dict[str, list[str]] = {}
     for alias, version in client.get_registered_model(name).aliases.items():
         aliases.setdefault(str(version), []).append(alias)
-    infos = [
-        VersionInfo(
-            name=v.name,
-            version=str(v.version),
-            run_id=v.run_id,
-            aliases=tuple(sorted(aliases.get(str(v.version), ()))),
-            tags=dict(v.tags or {}),
-            created_at_ms=v.creation_timestamp,
-        )
-        for v in versions
-    ]
+    infos = [_version_info(v, tuple(aliases.get(str(v.version), ()))) for v in versions]
     return sorted(infos, key=lambda info: int(info.version))
+
+
+def get_version(name: str, version: str | int) -> VersionInfo | None:
+    """One registered version of `name`, or None when the model or the version is unknown."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        found = _client().get_model_version(name, str(version))
+    except MlflowException:
+        return None
+    return _version_info(found, tuple(found.aliases or ()))
+
+
+def find_versions(name: str, tag: str, value: str) -> list[VersionInfo]:
+    """The versions of `name` whose tag `tag` equals `value`, oldest first."""
+    return [info for info in list_versions(name) if info.tags.get(tag) == value]
+
+
+def set_version_tags(name: str, version: str | int, tags: dict[str, Any]) -> None:
+    """Set (or overwrite) tags on one registered version; values are stored as text."""
+    client = _client()
+    for key, value in tags.items():
+        client.set_model_version_tag(name, str(version), key, str(value))
+
+
+def version_metrics(name: str, version: str | int) -> dict[str, float]:
+    """The metrics logged on the run that registered a version (empty without a run or metrics).
+
+    Raises
+    ------
+    KeyError
+        `name` has no such version.
+    """
+    info = get_version(name, version)
+    if info is None:
+        raise KeyError(f"model {name!r} has no registered version {version!r}")
+    if info.run_id is None:
+        return {}
+    return dict(_client().get_run(info.run_id).data.metrics)

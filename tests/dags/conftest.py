@@ -16,6 +16,7 @@ DAGS = PROJECT / "dags"
 os.environ.setdefault("AIRFLOW_HOME", str(PROJECT / ".airflow"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(DAGS)
+os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(PROJECT / "plugins")
 
 
 def _migrate_once() -> None:
@@ -42,3 +43,15 @@ def dagbag_for(monkeypatch):
         return DagBag(dag_folder=str(DAGS))
 
     return parse
+
+
+@pytest.fixture(autouse=True)
+def no_earlier_runs():
+    """Forget every DAG run in the metadata database before each test: `dag.test` would reuse a run of the
+    same logical date with the Params of the test that created it, and a run an interrupted test left
+    `running` would keep `wait_for_history` waiting."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        session.query(DagRun).delete()

@@ -96,3 +96,28 @@ print(json.dumps({{"seconds": seconds, "loaded": loaded, "errors": list(bag.impo
     assert report["errors"] == []
     assert not set(HEAVY_MODULES) & set(report["loaded"]), report["loaded"]
     assert report["seconds"] < 2.0, report
+
+
+def test_every_decision_is_a_labelled_branch_that_joins_at_notify(shipped):
+    from modelwatch.decision import ACTIONS
+
+    for dag in shipped.dags.values():
+        decide = dag.get_task("decide")
+        assert decide.upstream_task_ids == {"load", "check"}
+        assert decide.downstream_task_ids == set(ACTIONS)
+        for action in ACTIONS:
+            assert dag.get_task(action).downstream_task_ids == {"notify"}
+            label = dag.get_edge_info("decide", action).get("label")
+            assert label, f"{dag.dag_id}: the edge decide -> {action} has no label"
+        assert dag.get_task("notify").trigger_rule == "none_failed_min_one_success"
+        assert dag.params["actions"] == "on"
+        assert dag.params.get_param("actions").schema["enum"] == ["on", "dry_run"]
+
+
+def test_every_dag_tells_the_alert_targets_when_a_run_fails(shipped):
+    from modelwatch_notifiers import ModelWatchEmailNotifier
+
+    for dag in shipped.dags.values():
+        notifiers = dag.on_failure_callback
+        assert notifiers, f"{dag.dag_id} has no DAG-level failure callback"
+        assert any(isinstance(n, ModelWatchEmailNotifier) for n in notifiers)

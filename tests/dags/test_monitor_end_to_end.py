@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
+import pandas as pd
 import pendulum
 import pytest
 import yaml
@@ -13,10 +14,10 @@ from modelwatch import settings
 pytestmark = pytest.mark.slow
 
 DAYS = [2, 3, 4]  # March 2026; the simulated data-quality break falls on the 3rd
-VOLATILE = {"run_id", "started_at", "finished_at", "computed_at"}
+VOLATILE = {"run_id", "started_at", "finished_at", "computed_at", "checked_at", "decided_at"}
 TABLES = [
     "monitoring_runs", "model_metrics", "feature_drift", "feature_profiles",
-    "data_quality_results", "quarantined_records",
+    "data_quality_results", "quarantined_records", "check_results", "model_actions",
 ]
 
 
@@ -43,12 +44,19 @@ def monitored_world(tmp_path, monkeypatch, warehouse_url, dagbag_for):
     return bag.dags["monitor_credit_risk"], config.models[0]
 
 
-def run_day(dag, day: int):
-    run = dag.test(logical_date=pendulum.datetime(2026, 3, day + 1, tz="UTC"))
-    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
-    assert run.state == "success", states
-    assert set(states.values()) == {"success"}, states
-    return run
+def run_day(dag, day: int, conf: dict | None = None):
+    """Run the DAG for [day, day + 1) of March 2026; every task succeeds but the branches not taken."""
+    from modelwatch.decision import ACTIONS
+
+    # Params named every time: a `dag.test` run without conf sees the Params of the previous test run.
+    params = {"actions": "on", "wait_for_logs": True} | (conf or {})
+    run = dag.test(logical_date=pendulum.datetime(2026, 3, day + 1, tz="UTC"), run_conf=params)
+    states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+    assert str(run.state) == "success", states
+    taken = [action for action in ACTIONS if states[action] == "success"]
+    assert len(taken) == 1 and all(states[a] == "skipped" for a in ACTIONS if a not in taken), states
+    assert {state for task, state in states.items() if task not in ACTIONS} == {"success"}, states
+    return run, taken[0]
 
 
 def snapshot(url: str) -> dict:
@@ -59,7 +67,7 @@ def snapshot(url: str) -> dict:
     out = {}
     for table in TABLES:
         frame = read_frame(engine, f"SELECT * FROM {table}")
-        frame = frame.drop(columns=[c for c in frame.columns if c in VOLATILE])
+        frame = frame.drop(columns=[c for c in frame.columns if c in VOLATILE or c == "id"])
         out[table] = frame.sort_values(list(frame.columns)).reset_index(drop=True)
     engine.dispose()
     return out
@@ -69,9 +77,14 @@ def test_three_days_then_a_rerun(monitored_world, warehouse_url):
     from modelwatch import drift, validation
 
     dag, model = monitored_world
-    for day in DAYS:
-        run_day(dag, day)
+    taken = {day: run_day(dag, day)[1] for day in DAYS}
     first = snapshot(warehouse_url)
+    # The broken day halts: no model decision on bad data, and the branch taken is the recorded one.
+    assert taken[3] == "halt"
+    actions = first["model_actions"].set_index(first["model_actions"]["interval_start"].astype(str).str[:10])
+    assert actions["decision"].to_dict() == {f"2026-03-0{day}": taken[day] for day in DAYS}
+    assert actions.loc["2026-03-03", "reason"].startswith("data problem: critical data-quality failure")
+    assert set(first["check_results"]["interval_start"].astype(str).str[:10]) == {f"2026-03-0{d}" for d in DAYS}
 
     runs = first["monitoring_runs"].set_index(first["monitoring_runs"]["interval_start"].astype(str).str[:10])
     assert list(runs.index) == ["2026-03-02", "2026-03-03", "2026-03-04"]
@@ -119,7 +132,7 @@ def test_three_days_then_a_rerun(monitored_world, warehouse_url):
     second = snapshot(warehouse_url)
     for table in TABLES:
         assert len(second[table]) == len(first[table]), table
-        assert second[table].equals(first[table]), table
+        pd.testing.assert_frame_equal(second[table], first[table], obj=table)
 
 
 def test_missing_logs_fail_the_run_naming_the_path(tmp_path, monkeypatch, dagbag_for, capfd):

@@ -164,7 +164,9 @@ def seed(engine: Engine) -> None:
 
     credit_risk ran Jan 1-3 (Jan 3 halted by a critical data-quality failure;
     its run recomputed Jan 2's quality metrics); demand ran Jan 2 and is
-    running Jan 3. Two decisions and two checks exist for credit_risk.
+    running Jan 3. credit_risk has two decisions (and a dry run on Jan 3) and
+    four check rows: its error rate breached on Jan 1 and recovered on Jan 2,
+    when its latency breached.
     """
     d1, d2, d3 = JAN[:3]
     load_run(
@@ -340,32 +342,52 @@ def seed(engine: Engine) -> None:
     )
     mark_run_started(engine, "demand", d3, d3 + DAY, "scheduled__2026-01-03")
     with engine.begin() as connection:
-        connection.execute(
-            insert(schema.model_actions),
-            [
+        # One statement per row: the rows name different columns.
+        for row in [
                 {
                     "model_name": "credit_risk",
                     "interval_start": d2,
+                    "interval_end": d3,
                     "decision": "alert",
+                    "severity": "warning",
                     "reason": "latency_p99_ms 650 above 500",
-                    "outcome": "notified",
+                    "checks": '["threshold:latency_p99_ms@2026-01-02"]',
+                    "outcome": "alerted",
+                    "from_version": "3",
+                    "to_version": "3",
+                    "served_version": "3",
+                    "notified": True,
                     "run_id": "scheduled__2026-01-02",
                     "decided_at": d3 + timedelta(hours=1),
                 },
                 {
                     "model_name": "credit_risk",
                     "interval_start": d3,
+                    "interval_end": d3 + DAY,
                     "decision": "halt",
+                    "severity": "critical",
                     "reason": "critical data-quality failure",
-                    "outcome": "notified",
+                    "outcome": "halted",
+                    "from_version": "3",
+                    "to_version": "3",
+                    "served_version": "3",
+                    "notified": True,
                     "run_id": "scheduled__2026-01-03",
                     "decided_at": d3 + DAY + timedelta(hours=1),
                 },
-            ],
-        )
-        connection.execute(
-            insert(schema.check_results),
-            [
+                {
+                    "model_name": "credit_risk",
+                    "interval_start": d3,
+                    "interval_end": d3 + DAY,
+                    "mode": "dry_run",
+                    "decision": "healthy",
+                    "reason": "a dry run, which the timeline leaves out",
+                    "run_id": "manual__2026-01-05",
+                    "decided_at": d3 + 2 * DAY,
+                },
+            ]:
+            connection.execute(insert(schema.model_actions), row)
+        for row in [
                 {
                     "model_name": "credit_risk",
                     "interval_start": d2,
@@ -375,6 +397,40 @@ def seed(engine: Engine) -> None:
                     "observed": 650.0,
                     "limit_high": 500.0,
                     "breached": True,
+                    "status": "breached",
+                    "streak": 1,
+                    "breached_since": d2,
+                    "alerting": True,
+                    "severity": "warning",
+                    "reason": "latency_p99_ms 650 above its threshold 500",
+                },
+                {
+                    "model_name": "credit_risk",
+                    "interval_start": d1,
+                    "check_name": "threshold:error_rate",
+                    "check_kind": "threshold",
+                    "metric": "error_rate",
+                    "observed": 0.09,
+                    "limit_high": 0.05,
+                    "breached": True,
+                    "status": "breached",
+                    "streak": 1,
+                    "breached_since": d1,
+                    "alerting": True,
+                    "severity": "warning",
+                    "reason": "error_rate 0.09 above its threshold 0.05",
+                },
+                {
+                    "model_name": "credit_risk",
+                    "interval_start": d2,
+                    "check_name": "threshold:error_rate",
+                    "check_kind": "threshold",
+                    "metric": "error_rate",
+                    "observed": 0.02,
+                    "limit_high": 0.05,
+                    "breached": False,
+                    "status": "ok",
+                    "alerting": False,
                     "severity": "warning",
                 },
                 {
@@ -387,7 +443,9 @@ def seed(engine: Engine) -> None:
                     "limit_low": 0.70,
                     "limit_high": 0.95,
                     "breached": False,
+                    "status": "ok",
+                    "alerting": False,
                     "severity": "warning",
                 },
-            ],
-        )
+            ]:
+            connection.execute(insert(schema.check_results), row)

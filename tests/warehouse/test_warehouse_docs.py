@@ -42,6 +42,14 @@ EXPECTED = {
             40.0,
         )
     ],
+    "decision_timeline": [
+        ("2026-01-02 00:00:00", "alert", "alerted", "3", "3", "latency_p99_ms 650 above 500"),
+        ("2026-01-03 00:00:00", "halt", "halted", "3", "3", "critical data-quality failure"),
+    ],
+    "open_alerts": [
+        ("credit_risk", "threshold:latency_p99_ms", "warning", "2026-01-02 00:00:00", 1,
+         "latency_p99_ms 650 above its threshold 500"),
+    ],
     "latest_state": [
         ("credit_risk", "2026-01-03 00:00:00", "halted", 1, "halt"),
         ("demand", "2026-01-03 00:00:00", "running", None, None),

@@ -9,7 +9,7 @@ same logs.
 
 Pipeline input: one column per configured feature; numeric and boolean
 features as float (booleans 0/1, NaN = missing), categorical features as str
-(None = missing). `model_frame` builds that frame.
+(None = missing). `modelwatch.model_input.model_frame` builds that frame.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import pandas as pd
 
 from modelwatch import registry
 from modelwatch.config import ModelConfig
+from modelwatch.model_input import model_frame
 from modelwatch.simulation.traffic import MINUTE_SHARE, MINUTES_PER_DAY
 from modelwatch.simulation.worlds import Arrays, World, stable_hash
 
@@ -48,20 +49,6 @@ class ServedModel:
     role: str
     reused: bool
     metrics: dict[str, float] = field(default_factory=dict)
-
-
-def model_frame(model: ModelConfig, features: Arrays) -> pd.DataFrame:
-    """The pipeline's input frame: numeric and boolean as float, categorical as str."""
-    columns: dict[str, Any] = {}
-    for feature in model.features:
-        values = features[feature.name]
-        if feature.type == "categorical":
-            columns[feature.name] = pd.Series(values, dtype=object)
-        elif values.dtype == object:
-            columns[feature.name] = pd.to_numeric(pd.Series(values), errors="coerce").astype(float)
-        else:
-            columns[feature.name] = values.astype(float)
-    return pd.DataFrame(columns)
 
 
 def build_pipeline(model: ModelConfig, used: list[str] | None = None):

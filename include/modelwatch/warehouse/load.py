@@ -28,8 +28,10 @@ from sqlalchemy import (
     Executable,
     Integer,
     Table,
+    and_,
     delete,
     func,
+    or_,
     select,
     text,
 )
@@ -58,6 +60,7 @@ INTERVAL_TABLES = FRAME_TABLES[1:]
 RUN_KEYS = ("model_name", "interval_start", "interval_end", "run_id")
 JSON_COLUMNS = ("damaged_files", "missing_partitions", "history")
 UNFINISHED_STATUSES = ("running", "retrying")
+LOADED_STATUSES = ("success", "halted")
 FAILURE_REASON_CHARS = 4000
 LOAD_ATTEMPTS = 5
 RETRY_DELAY_S = 0.2
@@ -276,7 +279,12 @@ def previous_profiles(engine: Engine, model_name: str, before: datetime, n: int)
 
 
 def unfinished_runs(engine: Engine, model_name: str, since: datetime, before: datetime) -> list[datetime]:
-    """Starts of the intervals in `[since, before)` whose run has begun and not ended (running or retrying)."""
+    """Starts of the intervals in `[since, before)` whose run has begun and not ended.
+
+    A run ends when it fails or when its decision is recorded and notified
+    (`finished_at` set); a run that has loaded its results but not yet judged
+    them is still under way.
+    """
     runs = schema.monitoring_runs
     statement = (
         select(runs.c.interval_start)
@@ -284,12 +292,27 @@ def unfinished_runs(engine: Engine, model_name: str, since: datetime, before: da
             runs.c.model_name == model_name,
             runs.c.interval_start >= since,
             runs.c.interval_start < before,
-            runs.c.status.in_(UNFINISHED_STATUSES),
+            or_(
+                runs.c.status.in_(UNFINISHED_STATUSES),
+                and_(runs.c.status.in_(LOADED_STATUSES), runs.c.finished_at.is_(None)),
+            ),
         )
         .order_by(runs.c.interval_start)
     )
     with engine.connect() as connection:
         return list(connection.execute(statement).scalars())
+
+
+def mark_run_finished(engine: Engine, model_name: str, start: datetime, run_id: str) -> None:
+    """Record that the run of the interval judged, decided and notified: it has ended."""
+    runs = schema.monitoring_runs
+    with engine.begin() as connection:
+        connection.execute(
+            runs.update()
+            .where(runs.c.model_name == model_name, runs.c.interval_start == start, runs.c.run_id == run_id,
+                   runs.c.finished_at.is_(None))
+            .values(finished_at=datetime.now(UTC))
+        )
 
 
 def recent_volumes(engine: Engine, model_name: str, before: datetime, n: int) -> list[int]:
@@ -634,3 +657,133 @@ def _is_transient(exc: DBAPIError) -> bool:
         return sqlstate in _TRANSIENT_SQLSTATES
     message = str(exc.orig).lower()
     return any(fragment in message for fragment in _TRANSIENT_SQLITE_MESSAGES)
+
+
+# ---------------------------------------------------------------- checks and decisions
+
+CHECK_COLUMNS = (
+    "check_name", "check_kind", "metric", "status", "severity", "reason", "observed", "limit_low", "limit_high",
+    "baseline", "score", "sample_size", "streak", "breached_since", "alerting",
+)
+
+
+def write_check_results(
+    engine: Engine, model_name: str, interval_start: datetime, run_id: str, rows: Sequence[dict[str, Any]]
+) -> int:
+    """Store one run's check rows: the interval's replace its earlier rows; earlier intervals' are upserted.
+
+    Rows a later run judged (`judged_in` after this run's interval: quality
+    checks re-judged with later labels) stay, whether of this interval or of
+    an earlier one, as the metrics made from later labels do.
+
+    Parameters
+    ----------
+    rows : sequence of dict
+        `checks.CheckRow.to_dict()` of every row the run judged, its own
+        interval's and those of earlier intervals it re-judged.
+
+    Returns
+    -------
+    int
+        Rows written.
+    """
+    table = schema.check_results
+    stored = [_check_row(model_name, interval_start, run_id, row) for row in rows]
+    _check_vocabulary("check_results", {
+        name: [row[name] for row in stored] for name in ("check_kind", "status", "severity")
+    })
+    written = 0
+    with locked_transaction(engine, f"judge:{model_name}") as connection:
+        connection.execute(
+            delete(table).where(
+                table.c.model_name == model_name,
+                table.c.interval_start == interval_start,
+                or_(table.c.judged_in.is_(None), table.c.judged_in <= interval_start),
+            )
+        )
+        later = {
+            (start, name)
+            for start, name in connection.execute(
+                select(table.c.interval_start, table.c.check_name).where(
+                    table.c.model_name == model_name, table.c.judged_in > interval_start
+                )
+            )
+        }
+        for row in stored:
+            if (row["interval_start"], row["check_name"]) in later:
+                continue
+            _upsert(connection, table, row)
+            written += 1
+    return written
+
+
+def _check_row(model_name: str, judged_in: datetime, run_id: str, row: dict[str, Any]) -> dict[str, Any]:
+    values = {name: _finite(_plain(row[name])) for name in CHECK_COLUMNS}
+    values["reason"] = _text(values["reason"])
+    return {
+        "model_name": model_name,
+        "interval_start": row["interval_start"],
+        "interval_end": row["interval_end"],
+        **values,
+        "breached": row["status"] == "breached",
+        "judged_in": judged_in,
+        "run_id": run_id,
+        "checked_at": datetime.now(UTC),
+    }
+
+
+def record_decision(engine: Engine, row: dict[str, Any]) -> None:
+    """Store a decision, replacing the earlier one of its model, interval and mode.
+
+    Parameters
+    ----------
+    row : dict
+        `model_actions` columns: at least ``model_name``, ``interval_start``,
+        ``interval_end``, ``mode``, ``decision``, ``reason``, ``run_id``;
+        ``checks``, ``condition`` and ``facts`` may be lists or dicts.
+    """
+    values = {name: _json_text(value) if name in ("checks", "condition", "facts") else value
+              for name, value in row.items()}
+    values["reason"] = _text(values["reason"])
+    values["decided_at"] = datetime.now(UTC)
+    _check_vocabulary("model_actions", {name: [values[name]] for name in ("decision", "mode")})
+    actions = schema.model_actions
+    with locked_transaction(engine, f"judge:{values['model_name']}") as connection:
+        statement = (
+            actions.update()
+            .where(actions.c.model_name == values["model_name"],
+                   actions.c.interval_start == values["interval_start"], actions.c.mode == values["mode"])
+            .values(**{k: v for k, v in values.items() if k not in ("model_name", "interval_start", "mode")})
+        )
+        if connection.execute(statement).rowcount == 0:
+            connection.execute(actions.insert().values(**values))
+
+
+def update_decision(engine: Engine, model_name: str, interval_start: datetime, mode: str, **fields: Any) -> None:
+    """Fill in what a decision's action did (outcome, versions, notification) on its stored row."""
+    actions = schema.model_actions
+    values = {name: _json_text(value) if name in ("checks", "condition", "facts") else value
+              for name, value in fields.items()}
+    for name in ("detail", "notification"):
+        if name in values:
+            values[name] = _text(values[name])
+    with engine.begin() as connection:
+        updated = connection.execute(
+            actions.update()
+            .where(actions.c.model_name == model_name, actions.c.interval_start == interval_start,
+                   actions.c.mode == mode)
+            .values(**values)
+        ).rowcount
+    if updated == 0:
+        raise LoadError(f"no decision stored for {model_name} {interval_start.isoformat()} ({mode})")
+
+
+def _finite(value: Any) -> Any:
+    """A float that is not a number or infinite as None: no limit, no score."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def _json_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return _text(json.dumps(value, sort_keys=True, default=_json_default))

@@ -40,8 +40,11 @@ FEATURE_TYPES = ("numeric", "categorical", "boolean")
 SEVERITIES = ("critical", "warning")
 QUARANTINE_KINDS = ("predictions", "feedback")
 CHECK_KINDS = ("threshold", "control_limit", "isolation_forest")
+CHECK_STATUSES = ("ok", "breached", "insufficient_history", "insufficient_labels", "no_baseline", "not_measured")
+DECISIONS = ("halt", "rollback", "retrain", "alert", "healthy")
+ACTION_MODES = ("on", "dry_run")
 
-VIEWS = ("model_health_daily", "model_latest_state")
+VIEWS = ("model_health_daily", "model_latest_state", "model_decision_timeline", "open_alert_conditions")
 
 SQLITE_TIMESTAMP_FORMAT = "%(year)04d-%(month)02d-%(day)02d %(hour)02d:%(minute)02d:%(second)02d"
 
@@ -235,7 +238,19 @@ check_results = Table(
     Column("score", Double),
     Column("breached", Boolean, nullable=False),
     Column("severity", String),
+    Column("interval_end", UtcDateTime),
+    Column("status", String),
+    Column("baseline", Double),
+    Column("sample_size", BigInteger),
+    Column("streak", Integer),
+    Column("breached_since", UtcDateTime),
+    Column("alerting", Boolean),
+    Column("reason", Text),
+    Column("judged_in", UtcDateTime),
+    Column("run_id", String),
+    Column("checked_at", UtcDateTime, server_default=func.current_timestamp()),
     PrimaryKeyConstraint("model_name", "interval_start", "check_name", name="pk_check_results"),
+    Index("ix_check_results_check", "model_name", "check_name", "interval_start"),
 )
 
 model_actions = Table(
@@ -251,8 +266,18 @@ model_actions = Table(
     Column("outcome", String),
     Column("run_id", String, nullable=False),
     Column("decided_at", UtcDateTime, nullable=False, server_default=func.current_timestamp()),
+    Column("interval_end", UtcDateTime),
+    Column("mode", String, nullable=False, server_default="on"),
+    Column("severity", String),
+    Column("detail", Text),
+    Column("checks", Text),
+    Column("served_version", String),
+    Column("notified", Boolean),
+    Column("notification", Text),
+    Column("condition", Text),
+    Column("facts", Text),
     PrimaryKeyConstraint("id", name="pk_model_actions"),
-    UniqueConstraint("model_name", "interval_start", "run_id", name="uq_model_actions_run"),
+    UniqueConstraint("model_name", "interval_start", "mode", name="uq_model_actions_interval"),
     Index("ix_model_actions_decided", "model_name", "decided_at"),
 )
 
@@ -264,6 +289,10 @@ ALLOWED_VALUES: dict[tuple[str, str], tuple[str, ...]] = {
     ("data_quality_results", "severity"): SEVERITIES,
     ("quarantined_records", "kind"): QUARANTINE_KINDS,
     ("check_results", "check_kind"): CHECK_KINDS,
+    ("check_results", "status"): CHECK_STATUSES,
+    ("check_results", "severity"): SEVERITIES,
+    ("model_actions", "decision"): DECISIONS,
+    ("model_actions", "mode"): ACTION_MODES,
 }
 """Columns restricted to a fixed vocabulary, checked when rows are loaded."""
 
