@@ -1,0 +1,67 @@
+"""Decide, act and notify through the pipeline's task functions, for a model the registry does not know."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from logfiles import model_spec
+from modelwatch_notifiers import send
+
+from modelwatch import pipeline
+from modelwatch.checks import CheckRow
+from modelwatch.checks.rows import to_message
+from modelwatch.config import parse_config
+from modelwatch.warehouse import queries
+
+START, END = datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 3, 3, tzinfo=UTC)
+
+
+@pytest.fixture
+def logs_only(tmp_path, mlflow_store):
+    """A model monitored from its logs only: its registered name is unknown to the (real) registry."""
+    spec = model_spec(registered_model="never_registered", retrain={"min_new_labels": 0})
+    return parse_config({"staging_root": str(tmp_path / "staging"), "models": [spec]})
+
+
+def auc_drop() -> CheckRow:
+    return CheckRow(
+        START, END, "threshold:auc_roc", "threshold", "auc_roc", "breached", "critical",
+        "auc_roc 0.61 below its threshold 0.75", observed=0.61, limit_low=0.75, sample_size=900, streak=1,
+        breached_since=START, alerting=True,
+    )
+
+
+def test_a_model_without_a_registry_entry_is_decided_and_its_retrain_says_why_not(logs_only, warehouse_engine):
+    url = warehouse_engine.url.render_as_string(hide_password=False)
+    loaded = {"critical_failure": False, "failed_critical": [], "drifted_features": ["income"],
+              "recomputed_intervals": []}
+    checked = {"rows": [to_message(auc_drop())]}
+
+    decided = pipeline.decide("credit_risk", START, END, "run-1", loaded, checked, config=logs_only,
+                              warehouse_url=url)
+    outcome = pipeline.act("credit_risk", decided["action"], START, END, "run-1", config=logs_only,
+                           warehouse_url=url)
+    told = pipeline.notify("credit_risk", START, END, "run-1", send, config=logs_only, warehouse_url=url)
+
+    assert decided["action"] == "retrain"
+    assert "threshold:auc_roc@2026-03-02" in decided["checks"] and "income" in decided["reason"]
+    assert outcome["outcome"] == "not_possible"
+    row = queries.decision(warehouse_engine, "credit_risk", START)
+    assert (row["decision"], row["outcome"], row["from_version"], row["to_version"]) == (
+        "retrain", "not_possible", None, None
+    )
+    assert "no `champion` in the MLflow registry" in row["detail"] and "never_registered" in row["detail"]
+    # No target is configured: the decision is logged, and the run has ended.
+    assert told == {"notified": False, "notification": row["notification"]}
+    assert "logged only" in row["notification"]
+    runs = queries.decisions(warehouse_engine, "credit_risk", START, END)
+    assert len(runs) == 1
+
+
+def test_an_unknown_mode_is_refused_before_anything_is_recorded(logs_only, warehouse_engine):
+    url = warehouse_engine.url.render_as_string(hide_password=False)
+    with pytest.raises(ValueError, match=r"actions: expected one of \['on', 'dry_run'\] \(got 'off'\)"):
+        pipeline.decide("credit_risk", START, END, "run-1", {}, {"rows": []}, mode="off", config=logs_only,
+                        warehouse_url=url)
+    assert queries.decision(warehouse_engine, "credit_risk", START) is None
