@@ -396,9 +396,6 @@ def mark_started(model_name: str, start: datetime, end: datetime, run_id: str,
 
 # ---------------------------------------------------------------- check, decide, act, notify
 
-ACTION_MODES = ("on", "dry_run")
-
-
 def _judged_span(model: ModelConfig, start: datetime, refreshed: list[datetime]) -> datetime:
     """The earliest interval start whose values the checks of this run may read."""
     earliest = min([start, *refreshed])
@@ -458,6 +455,7 @@ def decide(model_name: str, start: datetime, end: datetime, run_id: str, loaded:
     from modelwatch import facts as run_facts
     from modelwatch.checks.rows import from_message
     from modelwatch.warehouse import load as warehouse_load
+    from modelwatch.warehouse.schema import ACTION_MODES
 
     if mode not in ACTION_MODES:
         raise ValueError(f"actions: expected one of {list(ACTION_MODES)} (got {mode!r})")
@@ -539,7 +537,7 @@ def act(model_name: str, action: str, start: datetime, end: datetime, run_id: st
 
 
 # Outcomes that changed the registry or need a person whatever was notified before.
-ALWAYS_TOLD = ("promoted", "kept_champion", "rolled_back", "refused", "not_possible", "not_enough_labels")
+ALWAYS_TOLD = ("promoted", "kept_champion", "rolled_back", "refused", "not_possible", "disabled")
 
 
 def notify(model_name: str, start: datetime, end: datetime, run_id: str, send, mode: str = "on",

@@ -153,27 +153,6 @@ def served_versions(engine: Engine, model_name: str, since: datetime, until: dat
     return frame.drop_duplicates("interval_start", keep="first").reset_index(drop=True)
 
 
-def labeled_predictions(engine: Engine, model_name: str, since: datetime, until: datetime) -> int:
-    """Labeled predictions, as now known, of the intervals starting in `[since, until]`."""
-    metrics = schema.model_metrics
-    per_interval = (
-        select(func.max(metrics.c.sample_size).label("labels"))
-        .where(
-            metrics.c.model_name == model_name,
-            metrics.c.interval_start >= since,
-            metrics.c.interval_start <= until,
-            metrics.c.kind == "quality",
-            metrics.c.model_version == ALL,
-            metrics.c.segment == ALL,
-        )
-        .group_by(metrics.c.interval_start)
-        .subquery()
-    )
-    with engine.connect() as connection:
-        total = connection.execute(select(func.sum(per_interval.c.labels))).scalar()
-    return int(total or 0)
-
-
 def decisions(engine: Engine, model_name: str, since: datetime, before: datetime, mode: str = "on") -> pd.DataFrame:
     """Recorded decisions of intervals starting in `[since, before)`, oldest first; JSON columns decoded."""
     actions = schema.model_actions
