@@ -74,6 +74,15 @@ def record_failure(context) -> None:
     _mark(context, pipeline.mark_failed)
 
 
+def record_run_end(context) -> None:
+    """End the interval's run in the warehouse however the DAG run ended (also when tasks were marked by hand)."""
+    from modelwatch import pipeline
+
+    dag_run = context["dag_run"]
+    pipeline.mark_finished(context["dag"].dag_id.removeprefix("monitor_"), dag_run.data_interval_start,
+                           dag_run.run_id)
+
+
 def record_retry(context) -> None:
     """Mark the interval as waiting for a task's next try, naming the task and its exception."""
     from modelwatch import pipeline
@@ -116,7 +125,8 @@ def build_monitor_dag(model: ModelConfig):
         max_active_runs=4,
         doc_md=__doc__,
         tags=["modelwatch", "monitoring", model.task, model.name],
-        on_failure_callback=dag_failure_notifiers(model),
+        on_success_callback=record_run_end,
+        on_failure_callback=[record_run_end, *dag_failure_notifiers(model)],
         default_args={
             "owner": model.owner,
             "retries": 1,

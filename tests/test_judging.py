@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from logfiles import model_spec
 from modelwatch_notifiers import send
+from servers import smtp_connection
 
 from modelwatch import pipeline
 from modelwatch.checks import CheckRow
@@ -65,3 +66,43 @@ def test_an_unknown_mode_is_refused_before_anything_is_recorded(logs_only, wareh
         pipeline.decide("credit_risk", START, END, "run-1", {}, {"rows": []}, mode="off", config=logs_only,
                         warehouse_url=url)
     assert queries.decision(warehouse_engine, "credit_risk", START) is None
+
+
+def test_an_action_belongs_to_the_run_that_decided_last(logs_only, warehouse_engine):
+    url = warehouse_engine.url.render_as_string(hide_password=False)
+    loaded = {"critical_failure": False, "failed_critical": [], "drifted_features": [], "recomputed_intervals": []}
+    checked = {"rows": [to_message(auc_drop())]}
+    for run_id in ("run-1", "run-2"):  # a scheduled run and a manual one of the same interval
+        decided = pipeline.decide("credit_risk", START, END, run_id, loaded, checked, config=logs_only,
+                                  warehouse_url=url)
+
+    with pytest.raises(RuntimeError, match=r"now belongs to run run-2 .* another run of the interval decided since"):
+        pipeline.act("credit_risk", decided["action"], START, END, "run-1", config=logs_only, warehouse_url=url)
+    done = pipeline.act("credit_risk", decided["action"], START, END, "run-2", config=logs_only, warehouse_url=url)
+    # A retry of the run that owns the decision may act again: its action is idempotent on the interval.
+    again = pipeline.act("credit_risk", decided["action"], START, END, "run-2", config=logs_only, warehouse_url=url)
+    assert done == again
+
+
+def test_a_rerun_of_an_interval_does_not_tell_people_again(tmp_path, mlflow_store, warehouse_engine, smtp_server,
+                                                            monkeypatch):
+    port, inbox = smtp_server
+    monkeypatch.setenv("AIRFLOW_CONN_MODELWATCH_SMTP", smtp_connection(port))
+    spec = model_spec(alerts={"emails": ["oncall@example.com"], "smtp_connection": "modelwatch_smtp"})
+    config = parse_config({"staging_root": str(tmp_path / "staging"), "models": [spec]})
+    url = warehouse_engine.url.render_as_string(hide_password=False)
+    loaded = {"critical_failure": False, "failed_critical": [], "drifted_features": [], "recomputed_intervals": []}
+    checked = {"rows": [to_message(auc_drop())]}
+
+    for run_id in ("run-1", "run-2"):
+        decided = pipeline.decide("credit_risk", START, END, run_id, loaded, checked, config=config,
+                                  warehouse_url=url)
+        pipeline.act("credit_risk", decided["action"], START, END, run_id, config=config, warehouse_url=url)
+        pipeline.notify("credit_risk", START, END, run_id, send, config=config, warehouse_url=url)
+
+    assert len(inbox.messages) == 1
+    _, recipients, message = inbox.messages[0]
+    assert recipients == ["oncall@example.com"] and "credit_risk alert: 2026-03-02" in message["Subject"]
+    row = queries.decision(warehouse_engine, "credit_risk", START)
+    assert row["notified"]
+    assert row["notification"] == "not notified (already notified by an earlier run of this interval)"

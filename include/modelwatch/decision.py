@@ -195,11 +195,12 @@ def _grouped(alerting: list[CheckRow]) -> dict[str, list[CheckRow]]:
     """Alerting rows by the kind of metric behind them; an anomaly counts where its most deviating metric is."""
     groups: dict[str, list[CheckRow]] = {"quality": [], "system": [], "data_quality": [], "drift": []}
     for row in alerting:
-        groups[_kind(row)].append(row)
+        groups[metric_kind(row)].append(row)
     return groups
 
 
-def _kind(row: CheckRow) -> str:
+def metric_kind(row: CheckRow) -> str:
+    """The kind of metric behind a check row; an anomaly takes the kind of its most deviating metric."""
     if row.metric is not None:
         return catalogue.metric(row.metric).kind
     deviating = row.facts.get("deviating") or [{"kind": "system"}]

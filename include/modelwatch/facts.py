@@ -14,10 +14,9 @@ from datetime import datetime
 import pandas as pd
 from sqlalchemy import Engine
 
-from modelwatch import catalogue
 from modelwatch.checks import CheckRow
 from modelwatch.config import ModelConfig
-from modelwatch.decision import RunFacts, VersionSwitch
+from modelwatch.decision import RunFacts, VersionSwitch, metric_kind
 from modelwatch.warehouse import queries
 
 log = logging.getLogger(__name__)
@@ -46,9 +45,7 @@ def gather(
     from modelwatch import registry
 
     champion = registry.champion_version(model.registry_name)
-    quality_alerting = any(
-        row.alerting and row.metric is not None and catalogue.metric(row.metric).kind == "quality" for row in rows
-    )
+    quality_alerting = any(row.alerting and metric_kind(row) == "quality" for row in rows)
     switch = recent_switch(model, engine, staging_url, start, compare=quality_alerting)
     return RunFacts(
         critical_failure=bool(loaded["critical_failure"]),
@@ -63,8 +60,21 @@ def gather(
         rollback_window=model.rollback.window_intervals,
         switch=switch,
         served_version=served_version(engine, model, start),
-        champion_set_at=queries.version_went_live(engine, model.name, champion) if champion else None,
+        champion_set_at=champion_set_at(model, engine, champion) if champion else None,
     )
+
+
+def champion_set_at(model: ModelConfig, engine: Engine, champion: str) -> datetime | None:
+    """When a decision of ModelWatch made `champion` the champion: the registry's promotion or
+    rollback tag of the version (the record a re-decided interval cannot erase), else the recorded action."""
+    from modelwatch import registry
+    from modelwatch.actions import retrain, rollback
+
+    info = registry.get_version(model.registry_name, champion)
+    tags = info.tags if info is not None else {}
+    moments = [datetime.fromisoformat(tags[tag]) for tag in (retrain.PROMOTED_AT_TAG, rollback.RESTORED_AT_TAG)
+               if tags.get(tag)]
+    return max(moments) if moments else queries.version_went_live(engine, model.name, champion)
 
 
 def served_version(engine: Engine, model: ModelConfig, start: datetime) -> str | None:
@@ -138,5 +148,5 @@ def new_labels(model: ModelConfig, engine: Engine, staging_url: str, end: dateti
     earlier retrain of this model has used (`actions.retrain.new_labels_since_champion`)."""
     from modelwatch.actions import retrain
 
-    retrained = queries.last_decision_end(engine, model.name, "retrain", before=end - model.interval_length)
+    retrained = queries.last_retrain_end(engine, model.name, before=end - model.interval_length)
     return retrain.new_labels_since_champion(model, staging_url=staging_url, interval_end=end, since=retrained)

@@ -386,6 +386,13 @@ def mark_retrying(model_name: str, start: datetime, end: datetime, run_id: str, 
     )
 
 
+def mark_finished(model_name: str, start: datetime, run_id: str, warehouse_url: str | None = None) -> None:
+    """Record that the run of the interval ended (a no-op when it already has): later intervals stop waiting."""
+    from modelwatch.warehouse import load as warehouse_load
+
+    warehouse_load.mark_run_finished(warehouse_engine(warehouse_url), model_name, _utc(start), run_id)
+
+
 def mark_started(model_name: str, start: datetime, end: datetime, run_id: str,
                  warehouse_url: str | None = None) -> None:
     """Record that the run began, so an interval in progress is visible to analysts."""
@@ -455,6 +462,7 @@ def decide(model_name: str, start: datetime, end: datetime, run_id: str, loaded:
     from modelwatch import facts as run_facts
     from modelwatch.checks.rows import from_message
     from modelwatch.warehouse import load as warehouse_load
+    from modelwatch.warehouse import queries
     from modelwatch.warehouse.schema import ACTION_MODES
 
     if mode not in ACTION_MODES:
@@ -465,13 +473,16 @@ def decide(model_name: str, start: datetime, end: datetime, run_id: str, loaded:
     rows = [from_message(values) for values in checked["rows"]]
     facts = run_facts.gather(model, engine, config.staging_url, start, end, loaded, rows)
     decided = rules.decide(rows, facts)
+    # What an earlier run of this interval told people: a re-run does not tell them again.
+    earlier = queries.decision(engine, model.name, start, mode) or {}
+    told_here = (earlier.get("condition") or {}).get("notified") if earlier.get("notified") else None
     warehouse_load.record_decision(engine, {
         "model_name": model.name, "interval_start": start, "interval_end": end, "mode": mode,
         "decision": decided.action, "severity": decided.severity, "reason": decided.reason,
         "checks": decided.checks, "run_id": run_id, "outcome": "decided", "detail": None,
         "from_version": facts.champion, "to_version": facts.champion, "served_version": facts.served_version,
         "notified": False, "notification": None,
-        "condition": {"open": rules.condition_of(rows, decided), "notified": None},
+        "condition": {"open": rules.condition_of(rows, decided), "notified": None, "told_here": told_here},
         "facts": _facts_record(facts),
     })
     log.info("%s %s: %s (%s): %s", model.name, start.date(), decided.action, mode, decided.reason)
@@ -511,6 +522,11 @@ def act(model_name: str, action: str, start: datetime, end: datetime, run_id: st
             f"{model.name} {start.isoformat()}: the recorded decision ({mode}) is "
             f"{None if recorded is None else recorded['decision']!r}, not {action!r}; re-run `decide`"
         )
+    if not warehouse_load.claim_decision(engine, model.name, start, mode, run_id):
+        raise RuntimeError(
+            f"{model.name} {start.isoformat()}: the decision ({mode}) now belongs to run {recorded['run_id']} "
+            f"(outcome {recorded['outcome']}), not {run_id}: another run of the interval decided since"
+        )
     dry_run = mode == "dry_run"
     champion = recorded["from_version"]
     if action == "retrain":
@@ -527,9 +543,10 @@ def act(model_name: str, action: str, start: datetime, end: datetime, run_id: st
     else:
         words = {"alert": "alerted", "halt": "halted", "healthy": "none"}
         outcome = ActionOutcome(words[action], "no registry change", champion, champion)
+    # An action that could not touch the registry leaves the champion the decision saw.
     warehouse_load.update_decision(
         engine, model.name, start, mode, outcome=outcome.outcome, detail=outcome.detail,
-        from_version=outcome.from_version, to_version=outcome.to_version,
+        from_version=outcome.from_version or champion, to_version=outcome.to_version or champion,
         facts=(recorded["facts"] or {}) | {"action": outcome.facts},
     )
     log.info("%s %s %s: %s: %s", model.name, start.date(), action, outcome.outcome, outcome.detail)
@@ -574,6 +591,9 @@ def notify(model_name: str, start: datetime, end: datetime, run_id: str, send, m
     )
     if recorded["outcome"] in ALWAYS_TOLD:
         due, why = True, f"action outcome {recorded['outcome']}"
+    told_here = condition.get("told_here")
+    if due and told_here and not rules.notification_due(condition["open"], told_here, told_here)[0]:
+        due, why = False, "already notified by an earlier run of this interval"
     if recorded["decision"] == "healthy":
         due, why = False, "healthy"
     told_before = previous_condition.get("notified") if condition["open"] else None
@@ -592,10 +612,10 @@ def notify(model_name: str, start: datetime, end: datetime, run_id: str, send, m
         told = f"not notified ({'dry run' if mode == 'dry_run' and due else why})"
     notified = condition["open"] if told_now else told_before
     warehouse_load.update_decision(
-        engine, model.name, start, mode, notified=sent, notification=told,
-        condition={"open": condition["open"], "notified": notified},
+        engine, model.name, start, mode, notified=sent or bool(told_here and not due), notification=told,
+        condition={"open": condition["open"], "notified": notified or told_here, "told_here": told_here},
     )
-    warehouse_load.mark_run_finished(engine, model.name, start, run_id)
+    mark_finished(model.name, start, run_id, warehouse_url)
     log.info("%s %s %s: %s", model.name, start.date(), recorded["decision"], told)
     return {"notified": sent, "notification": told}
 

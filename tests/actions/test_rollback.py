@@ -160,3 +160,15 @@ def test_rollback_of_a_model_the_registry_does_not_know_is_not_possible(simulate
 
     assert (outcome.outcome, outcome.from_version, outcome.to_version) == ("not_possible", None, None)
     assert "knows no model" in outcome.detail
+
+
+def test_a_rollback_never_undoes_the_rollback_that_made_the_champion(simulated):
+    model = released(simulated)
+    rollback(model, from_version="2", to_version="1", dry_run=False, reason="auc_roc below 0.75")
+
+    # v1 serves again and quality still alerts; v2 looks better on a few labels: no ping-pong.
+    outcome = rollback(model, from_version="1", to_version="2", dry_run=False, reason="quality breached")
+
+    assert (outcome.outcome, outcome.facts["reason"]) == ("refused", "would_undo_rollback")
+    assert "restored it from v2" in outcome.detail
+    assert registry.champion_version(model.registry_name) == "1"

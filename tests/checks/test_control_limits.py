@@ -169,3 +169,11 @@ def test_an_interval_with_too_few_labels_is_not_pooled():
     shifted = [*steady_accuracy(), {"accuracy": (0.93, 150)}, {"accuracy": (0.93, 1000)}]
     row = judged(shifted, "accuracy")
     assert row.status == OK and row.facts == {}
+
+
+def test_a_sustained_shift_from_a_history_that_never_moved_is_judged_not_crashed():
+    # AUC exactly 0.9 for 30 intervals: no spread (but rounding), so the pooled change is extremely far.
+    flat = [{"auc_roc": (0.9, 1000)} for _ in range(HISTORY)]
+    row = judged([*flat, {"auc_roc": (0.899, 1000)}, {"auc_roc": (0.9, 1000)}], "auc_roc")
+    assert row.status == BREACHED and row.facts["breached"]
+    assert "standard errors worse than 0.9" in row.reason and "a sustained shift" in row.reason

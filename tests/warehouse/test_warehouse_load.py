@@ -18,10 +18,12 @@ from modelwatch.warehouse.load import (
     LoadError,
     RunBundle,
     load_run,
+    mark_run_failed,
     mark_run_started,
     previous_profiles,
     read_frame,
     recent_volumes,
+    unfinished_runs,
 )
 
 from .builders import (
@@ -425,6 +427,24 @@ def test_mark_run_started_then_load(warehouse_engine):
     with warehouse_engine.connect() as connection:
         again = connection.execute(select(schema.monitoring_runs)).one()
     assert (again.status, again.run_id, again.finished_at) == ("running", "second", None)
+
+
+def test_a_run_that_fails_after_its_load_keeps_its_results_as_history(warehouse_engine):
+    load_run(warehouse_engine, bundle("m", JAN[0], "first", run={"status": "success", "finished_at": None}))
+    assert unfinished_runs(warehouse_engine, "m", JAN[0], JAN[1]) == [JAN[0]]  # loaded, not yet judged
+
+    mark_run_failed(warehouse_engine, "m", JAN[0], JAN[1], "first", "rollback (try 2 of 2): MlflowException")
+    with warehouse_engine.connect() as connection:
+        ended = connection.execute(select(schema.monitoring_runs)).one()
+    assert (ended.status, ended.failure_reason) == ("success", "rollback (try 2 of 2): MlflowException")
+    assert ended.finished_at is not None
+    assert unfinished_runs(warehouse_engine, "m", JAN[0], JAN[1]) == []
+
+    # A new run of the interval that fails before its own load is failed, whatever the last load said.
+    mark_run_started(warehouse_engine, "m", JAN[0], JAN[1], "second")
+    mark_run_failed(warehouse_engine, "m", JAN[0], JAN[1], "second", "extract (try 4 of 4): OSError")
+    with warehouse_engine.connect() as connection:
+        assert connection.execute(select(schema.monitoring_runs.c.status)).scalar() == "failed"
 
 
 def history(engine, statuses: list[str]) -> None:

@@ -157,6 +157,13 @@ def rollback(
             f"{restored.tags.get(RESTORED_AT_TAG)}: {restored.tags.get(ROLLBACK_REASON_TAG)}",
             from_version, to_version, {"repeat": True},
         )
+    current = next((info for info in versions if info.version == champion), None)
+    if current is not None and champion == from_version and current.tags.get(RESTORED_FROM_TAG) == to_version:
+        return refused(
+            "would_undo_rollback",
+            f"v{from_version} is the champion because a rollback restored it from v{to_version} at "
+            f"{current.tags.get(RESTORED_AT_TAG)}; moving back would undo that rollback",
+        )
     if champion != from_version:
         return refused(
             "champion_moved",

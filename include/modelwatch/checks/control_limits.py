@@ -144,13 +144,18 @@ def _judge(model: ModelConfig, start: datetime, end: datetime, history: History,
                 baseline=pooled["center"], score=pooled["score"], sample_size=pooled["labels"], facts=pooled,
                 reason=(
                     f"{metric} {_fmt(pooled['pooled'])} over the last {pooled['intervals']} intervals "
-                    f"({pooled['labels']} labels) is {pooled['score']:.1f} standard errors worse than "
+                    f"({pooled['labels']} labels) is {_sigmas(pooled['score'])} standard errors worse than "
                     f"{_fmt(pooled['center'])}, outside [{_fmt(pooled['low'])}, {_fmt(pooled['high'])}]: "
                     f"a sustained shift (this interval alone: {_fmt(observed)} from {size} labels, within "
                     f"[{_fmt(low)}, {_fmt(high)}])"
                 ),
             )
     return row
+
+
+def _sigmas(score: float | None) -> str:
+    """A score for a reason; None stands for a change from a history that never moved."""
+    return "infinitely many" if score is None else f"{score:.1f}"
 
 
 def _standardized(worse: float, error: float) -> float:

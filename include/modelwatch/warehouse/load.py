@@ -215,11 +215,25 @@ def mark_run_retrying(
 def mark_run_failed(
     engine: Engine, model_name: str, start: datetime, end: datetime, run_id: str, reason: str
 ) -> None:
-    """Record that a run of `model_name` over `[start, end)` failed before loading, and why."""
-    _mark_run(
-        engine, RunBundle(model_name, start, end, run_id),
-        status="failed", failure_reason=safe_text(reason)[:FAILURE_REASON_CHARS], finished_at=datetime.now(UTC),
-    )
+    """Record that a run of `model_name` over `[start, end)` failed, and why.
+
+    A run that failed after its load (while judging, deciding, acting or
+    notifying) keeps its `success` or `halted` status: its results are in the
+    warehouse and stay history for later intervals; the row says why it ended.
+    """
+    _check_bundle(RunBundle(model_name, start, end, run_id))
+    reason = safe_text(reason)[:FAILURE_REASON_CHARS]
+    runs = schema.monitoring_runs
+    with engine.begin() as connection:
+        ended_after_load = connection.execute(
+            runs.update()
+            .where(runs.c.model_name == model_name, runs.c.interval_start == start, runs.c.run_id == run_id,
+                   runs.c.status.in_(LOADED_STATUSES))
+            .values(failure_reason=reason, finished_at=datetime.now(UTC))
+        ).rowcount
+    if not ended_after_load:
+        _mark_run(engine, RunBundle(model_name, start, end, run_id),
+                  status="failed", failure_reason=reason, finished_at=datetime.now(UTC))
 
 
 def _mark_run(engine: Engine, run: RunBundle, **fields: Any) -> None:
@@ -757,6 +771,21 @@ def record_decision(engine: Engine, row: dict[str, Any]) -> None:
         )
         if connection.execute(statement).rowcount == 0:
             connection.execute(actions.insert().values(**values))
+
+
+def claim_decision(engine: Engine, model_name: str, interval_start: datetime, mode: str, run_id: str) -> bool:
+    """Mark the interval's decision as being acted on by `run_id`; False when another run decided it since.
+
+    The run that decided may claim again (a retry, a cleared task): its action is idempotent on the interval.
+    """
+    actions = schema.model_actions
+    with engine.begin() as connection:
+        return bool(connection.execute(
+            actions.update()
+            .where(actions.c.model_name == model_name, actions.c.interval_start == interval_start,
+                   actions.c.mode == mode, actions.c.run_id == run_id)
+            .values(outcome="acting")
+        ).rowcount)
 
 
 def update_decision(engine: Engine, model_name: str, interval_start: datetime, mode: str, **fields: Any) -> None:

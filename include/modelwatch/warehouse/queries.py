@@ -30,8 +30,8 @@ def interval_values(engine: Engine, model_name: str, since: datetime, until: dat
     Quality and system metrics are the overall rows of `model_metrics`;
     ``quarantined_share``, ``failed_expectations``,
     ``critical_failed_expectations`` and ``drifted_feature_share`` are derived
-    from the run, data-quality and drift tables. Intervals without a finished
-    run (``success`` or ``halted``) are left out.
+    from the run, data-quality and drift tables. Intervals whose run did not
+    load (status other than ``success`` or ``halted``) are left out.
 
     Returns
     -------
@@ -209,12 +209,13 @@ def metric_mean(
     return None if value is None else float(value)
 
 
-def last_decision_end(engine: Engine, model_name: str, decision: str, before: datetime) -> datetime | None:
-    """The end of the latest interval before `before` whose (real) decision was `decision`."""
+def last_retrain_end(engine: Engine, model_name: str, before: datetime) -> datetime | None:
+    """The end of the latest interval before `before` whose retrain trained a challenger (promoted or not)."""
     actions = schema.model_actions
     statement = select(func.max(actions.c.interval_end)).where(
         actions.c.model_name == model_name,
-        actions.c.decision == decision,
+        actions.c.decision == "retrain",
+        actions.c.outcome.in_(("promoted", "kept_champion")),
         actions.c.mode == "on",
         actions.c.interval_start < before,
     )
