@@ -68,7 +68,7 @@ def test_an_unknown_mode_is_refused_before_anything_is_recorded(logs_only, wareh
     assert queries.decision(warehouse_engine, "credit_risk", START) is None
 
 
-def test_an_action_belongs_to_the_run_that_decided_last(logs_only, warehouse_engine):
+def test_of_two_runs_of_an_interval_only_the_one_that_decided_last_acts(logs_only, warehouse_engine):
     url = warehouse_engine.url.render_as_string(hide_password=False)
     loaded = {"critical_failure": False, "failed_critical": [], "drifted_features": [], "recomputed_intervals": []}
     checked = {"rows": [to_message(auc_drop())]}
@@ -76,8 +76,11 @@ def test_an_action_belongs_to_the_run_that_decided_last(logs_only, warehouse_eng
         decided = pipeline.decide("credit_risk", START, END, run_id, loaded, checked, config=logs_only,
                                   warehouse_url=url)
 
-    with pytest.raises(RuntimeError, match=r"now belongs to run run-2 .* another run of the interval decided since"):
-        pipeline.act("credit_risk", decided["action"], START, END, "run-1", config=logs_only, warehouse_url=url)
+    deferred = pipeline.act("credit_risk", decided["action"], START, END, "run-1", config=logs_only,
+                            warehouse_url=url)
+    assert deferred["outcome"] == "deferred"
+    assert deferred["detail"] == "run run-2 of the interval decided since and acts on it; run run-1 did nothing"
+    assert queries.decision(warehouse_engine, "credit_risk", START)["outcome"] == "decided"  # untouched
     done = pipeline.act("credit_risk", decided["action"], START, END, "run-2", config=logs_only, warehouse_url=url)
     # A retry of the run that owns the decision may act again: its action is idempotent on the interval.
     again = pipeline.act("credit_risk", decided["action"], START, END, "run-2", config=logs_only, warehouse_url=url)

@@ -523,10 +523,11 @@ def act(model_name: str, action: str, start: datetime, end: datetime, run_id: st
             f"{None if recorded is None else recorded['decision']!r}, not {action!r}; re-run `decide`"
         )
     if not warehouse_load.claim_decision(engine, model.name, start, mode, run_id):
-        raise RuntimeError(
-            f"{model.name} {start.isoformat()}: the decision ({mode}) now belongs to run {recorded['run_id']} "
-            f"(outcome {recorded['outcome']}), not {run_id}: another run of the interval decided since"
-        )
+        # Another run of the interval decided since: it acts on the decision, so this one must not act twice.
+        deferred = ActionOutcome("deferred", f"run {_owner(engine, model, start, mode)} of the interval decided "
+                                 f"since and acts on it; run {run_id} did nothing")
+        log.info("%s %s %s: %s", model.name, start.date(), action, deferred.detail)
+        return deferred.to_dict()
     dry_run = mode == "dry_run"
     champion = recorded["from_version"]
     if action == "retrain":
@@ -551,6 +552,14 @@ def act(model_name: str, action: str, start: datetime, end: datetime, run_id: st
     )
     log.info("%s %s %s: %s: %s", model.name, start.date(), action, outcome.outcome, outcome.detail)
     return outcome.to_dict()
+
+
+def _owner(engine, model: ModelConfig, start: datetime, mode: str) -> str | None:
+    """The run that recorded the interval's decision last."""
+    from modelwatch.warehouse import queries
+
+    recorded = queries.decision(engine, model.name, start, mode)
+    return None if recorded is None else recorded["run_id"]
 
 
 # Outcomes that changed the registry or need a person whatever was notified before.
@@ -583,6 +592,11 @@ def notify(model_name: str, start: datetime, end: datetime, run_id: str, send, m
     recorded = queries.decision(engine, model.name, start, mode)
     if recorded is None:
         raise RuntimeError(f"{model.name} {start.isoformat()}: no decision recorded ({mode}); re-run `decide`")
+    if recorded["run_id"] != run_id:
+        told = f"not notified by run {run_id}: run {recorded['run_id']} of the interval decided since and tells"
+        mark_finished(model.name, start, run_id, warehouse_url)
+        log.info("%s %s: %s", model.name, start.date(), told)
+        return {"notified": False, "notification": told}
     condition = recorded["condition"] or {"open": {}, "notified": None}
     previous = queries.decision(engine, model.name, start - model.interval_length, mode)
     previous_condition = (previous or {}).get("condition") or {}
