@@ -65,16 +65,20 @@ def gather(
 
 
 def champion_set_at(model: ModelConfig, engine: Engine, champion: str) -> datetime | None:
-    """When a decision of ModelWatch made `champion` the champion: the registry's promotion or
-    rollback tag of the version (the record a re-decided interval cannot erase), else the recorded action."""
+    """When a decision of ModelWatch made `champion` the champion: the end of the interval whose recorded
+    action did it, else the time in the version's promotion or rollback tag in the registry (which a
+    re-decided interval cannot erase)."""
     from modelwatch import registry
     from modelwatch.actions import retrain, rollback
 
+    recorded = queries.version_went_live(engine, model.name, champion)
+    if recorded is not None:
+        return recorded
     info = registry.get_version(model.registry_name, champion)
     tags = info.tags if info is not None else {}
     moments = [datetime.fromisoformat(tags[tag]) for tag in (retrain.PROMOTED_AT_TAG, rollback.RESTORED_AT_TAG)
                if tags.get(tag)]
-    return max(moments) if moments else queries.version_went_live(engine, model.name, champion)
+    return max(moments) if moments else None
 
 
 def served_version(engine: Engine, model: ModelConfig, start: datetime) -> str | None:
