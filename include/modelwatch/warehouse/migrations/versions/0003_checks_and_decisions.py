@@ -27,22 +27,23 @@ depends_on: str | Sequence[str] | None = None
 
 TIMESTAMP = sa.DateTime(timezone=True)
 
-HEALTH_METRICS = (
-    "accuracy",
-    "auc_roc",
-    "f1",
-    "log_loss",
-    "mae",
-    "rmse",
-    "request_count",
-    "latency_p95_ms",
-    "latency_p99_ms",
-    "error_rate",
-)
 
-_PIVOT = ",\n".join(
-    f"        MAX(CASE WHEN metric = '{name}' THEN value END) AS {name}" for name in HEALTH_METRICS
-)
+def _initial_revision():
+    """Revision 0001's module (revision files are no package): its health metrics, and the views a downgrade
+    restores."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("revision_0001", Path(__file__).with_name("0001_initial.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# The health view pivots the same metrics as revision 0001's.
+_INITIAL = _initial_revision()
+HEALTH_METRICS = _INITIAL.HEALTH_METRICS
+_PIVOT = _INITIAL._PIVOT
 
 MODEL_HEALTH_DAILY = f"""
 CREATE VIEW model_health_daily AS
@@ -222,17 +223,6 @@ _ACTION_COLUMNS = (
 )
 
 
-def _initial_revision():
-    """Revision 0001's module, whose view definitions a downgrade restores (revision files are no package)."""
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location("revision_0001", Path(__file__).with_name("0001_initial.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def upgrade() -> None:
     # SQLite rebuilds model_actions to change its key; views that read it must not exist meanwhile.
     op.execute("DROP VIEW model_latest_state")
@@ -250,7 +240,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    initial = _initial_revision()
     for view in ("open_alert_conditions", "model_decision_timeline", "model_latest_state", "model_health_daily"):
         op.execute(f"DROP VIEW {view}")
     with op.batch_alter_table("model_actions") as batch:
@@ -261,5 +250,5 @@ def downgrade() -> None:
     op.drop_index("ix_check_results_check", table_name="check_results")
     for column in reversed(_CHECK_COLUMNS):
         op.drop_column("check_results", column.name)
-    op.execute(initial.MODEL_HEALTH_DAILY)
-    op.execute(initial.MODEL_LATEST_STATE)
+    op.execute(_INITIAL.MODEL_HEALTH_DAILY)
+    op.execute(_INITIAL.MODEL_LATEST_STATE)
