@@ -117,7 +117,6 @@ class History:
         ).reindex_like(self.values)
         status = frame.drop_duplicates("interval_start").set_index("interval_start")["run_status"]
         self.status = status.reindex(self.values.index)
-        self.ends = frame.drop_duplicates("interval_start").set_index("interval_start")["interval_end"]
 
     def value(self, start: datetime, metric: str) -> tuple[float | None, int | None]:
         """The interval's value and sample size of a metric (None when not measured)."""
@@ -165,10 +164,6 @@ class History:
         earlier = self.values.index[(self.values.index < stamp) & successful][-limit:]
         own = self.values.loc[stamp, columns] if stamp in self.values.index else None
         return self.values.loc[earlier, columns], own
-
-    def end_of(self, start: datetime) -> datetime | None:
-        stamp = pd.Timestamp(start)
-        return self.ends.at[stamp].to_pydatetime() if stamp in self.ends.index else None
 
 
 def to_message(row: CheckRow) -> dict[str, Any]:
