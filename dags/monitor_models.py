@@ -10,9 +10,10 @@ data interval `[data_interval_start, data_interval_end)` of the model's schedule
    contract says, quarantines bad records with reasons, and stages the batch
    in a folder of its own attempt, published when complete. XCom carries
    only the folder and counts.
-3. **wait_for_history**: waits while an earlier interval that this one's
-   results depend on is still being processed, so that runs of several
-   intervals at once give the results of the same runs in order.
+3. **wait_for_history**: waits until the previous interval's run has come
+   this far and every earlier interval that this one's results depend on is
+   finished, so that backfills judge intervals in order (Airflow refuses a
+   backward one) while the extracts of many intervals run at once.
 4. **validate**: Great Expectations suite built from the model's config; a
    critical failure marks the interval so no model decision is taken on it.
 5. **measure**: model-quality metrics (this interval and the earlier ones whose
@@ -37,8 +38,11 @@ failures (I/O, the warehouse) are retried with backoff; a deterministic one (a
 bad config, a damaged staged batch) fails at once. `monitoring_runs` says
 `retrying` or `failed` with the task and its exception.
 
-Manual runs and backfills from the UI cover whole intervals. Runbook and
-warehouse tables: `docs/`.
+A run's logical date names its interval however the run starts: a manual
+run, a backfill or a scheduled run for 2026-11-20 (any time of that day, for
+a daily model) covers [2026-11-20, 2026-11-21). Backfills need a reprocess
+behavior other than "missing runs only" (Airflow's rule for ordered DAGs).
+Runbook and warehouse tables: `docs/`.
 """
 
 from __future__ import annotations
@@ -52,6 +56,8 @@ from modelwatch.config import ModelConfig, load_config
 
 IO_RETRIES = {"retries": 3, "retry_delay": timedelta(minutes=2), "retry_exponential_backoff": True}
 HISTORY_WAIT = timedelta(hours=6)
+# A refresh reads every label partition of the window: bounded, so that one run cannot read a year.
+MAX_LABEL_REFRESH = 90
 
 
 def _mark(context, mark) -> None:
@@ -115,11 +121,11 @@ def dag_failure_notifiers(model: ModelConfig) -> list:
 
 def build_monitor_dag(model: ModelConfig):
     """The `monitor_<model>` DAG for one configured model."""
-    from airflow.sdk import CronDataIntervalTimetable
+    from modelwatch.timetable import IntervalOfLogicalDate
 
     @dag(
         dag_id=f"monitor_{model.name}",
-        schedule=CronDataIntervalTimetable(model.cron, timezone="UTC"),
+        schedule=IntervalOfLogicalDate(model.cron, timezone="UTC"),
         start_date=pendulum.instance(model.start),
         catchup=False,
         max_active_runs=4,
@@ -135,12 +141,22 @@ def build_monitor_dag(model: ModelConfig):
             "on_retry_callback": record_retry,
         },
         params={
-            "wait_for_logs": Param(
-                True, type="boolean", description="Wait for missing partitions (off: fail at once)"
-            ),
             "actions": Param(
-                "on", enum=["on", "dry_run"],
-                description="on: retrain, roll back and notify as decided; dry_run: decide and record only",
+                "on", enum=["on", "dry_run"], title="Actions",
+                description="on: retrain, roll back and notify as decided. dry_run: decide and record "
+                            "the decision only; the registry and the inboxes stay untouched.",
+            ),
+            "wait_for_logs": Param(
+                True, type="boolean", title="Wait for logs",
+                description="Wait for prediction partitions that have not arrived, up to the model's "
+                            f"log_wait_minutes ({model.log_wait_minutes:g}) after the interval's end. "
+                            "Off: fail at once, naming the missing partitions.",
+            ),
+            "label_refresh_intervals": Param(
+                None, type=["null", "integer"], minimum=0, maximum=MAX_LABEL_REFRESH, title="Label refresh",
+                description="Recompute the label metrics of this many earlier intervals with the labels known now "
+                            "(for labels that arrived late), and judge them again. Empty: the model's "
+                            f"label_maturity_intervals ({model.label_maturity_intervals}).",
             ),
         },
     )
@@ -165,25 +181,32 @@ def build_monitor_dag(model: ModelConfig):
             return PokeReturnValue(is_done=False)
 
         @task(**IO_RETRIES, execution_timeout=model.execution_timeout("extract"))
-        def extract(data_interval_start=None, data_interval_end=None, run_id=None, ti=None) -> dict:
+        def extract(data_interval_start=None, data_interval_end=None, run_id=None, ti=None, params=None) -> dict:
             from modelwatch import airflow_adapter, pipeline
 
             with airflow_adapter.retry_only_transient():
                 pipeline.mark_started(model.name, data_interval_start, data_interval_end, run_id)
                 return pipeline.extract(
-                    model.name, data_interval_start, data_interval_end, attempt=f"{run_id}.try{ti.try_number}"
+                    model.name, data_interval_start, data_interval_end, attempt=f"{run_id}.try{ti.try_number}",
+                    label_refresh=params["label_refresh_intervals"],
                 )
 
+        # depends_on_past: the previous interval's run passed this point before this one starts waiting,
+        # so every earlier run it waits for is already running, never queued behind it, and Airflow
+        # refuses a backward backfill, which would judge intervals before their history. all_done: an
+        # interval whose logs never came still passes here, and so does not hold up the next.
         @task.sensor(
             poke_interval=15, timeout=int(HISTORY_WAIT.total_seconds()), mode="reschedule", retries=0,
-            execution_timeout=model.execution_timeout("wait_for_logs"),
+            execution_timeout=model.execution_timeout("wait_for_logs"), depends_on_past=True,
+            trigger_rule="all_done",
         )
-        def wait_for_history(data_interval_start=None, dag_run=None, ti=None):
+        def wait_for_history(data_interval_start=None, dag_run=None, ti=None, params=None):
             from modelwatch import airflow_adapter, pipeline
 
-            pending = airflow_adapter.earlier_runs_in_progress(ti, dag_run, model) or pipeline.pending_history(
-                model.name, data_interval_start
-            )
+            refresh = params["label_refresh_intervals"]
+            pending = airflow_adapter.earlier_runs_in_progress(
+                ti, dag_run, pipeline.history_intervals(model, refresh)
+            ) or pipeline.pending_history(model.name, data_interval_start, label_refresh=refresh)
             return PokeReturnValue(is_done=not pending)
 
         @task(execution_timeout=model.execution_timeout("validate"))

@@ -22,17 +22,17 @@ def interval(day: int) -> tuple[datetime, datetime]:
 
 
 def run_interval(config: ProjectConfig, day: int, url: str, run_id: str | None = None,
-                 history_timeout_s: float = 0.0) -> dict:
+                 history_timeout_s: float = 0.0, label_refresh: int | None = None) -> dict:
     """Run every task of one interval, as the DAG does: mark, extract, wait for history, validate,
     measure, load, check, decide, act and notify (notifications are only logged).
 
-    Returns measure's result.
+    `label_refresh` is the DAG's Param `label_refresh_intervals`. Returns measure's result.
     """
     start, end = interval(day)
     name = config.models[0].name
     run_id = run_id or f"run-{day}"
     pipeline.mark_started(name, start, end, run_id, warehouse_url=url)
-    staged = pipeline.extract(name, start, end, config=config, attempt=run_id)
+    staged = pipeline.extract(name, start, end, config=config, attempt=run_id, label_refresh=label_refresh)
     pipeline.await_history(name, start, history_timeout_s, poll_s=0.2, config=config, warehouse_url=url)
     pipeline.validate(name, staged["folder"], start, end, config=config, warehouse_url=url)
     measured = pipeline.measure(name, staged["folder"], start, end, config=config, warehouse_url=url)

@@ -55,6 +55,35 @@ def test_orphans_are_counted_once_every_interval_of_the_window_is_staged(world, 
     assert coverage["sample_size"].tolist() == [2, 1]
 
 
+def test_a_label_refresh_recomputes_intervals_past_the_configured_maturity(world, warehouse_url):
+    root, config = world
+    for day in ("2026-03-02", "2026-03-03", "2026-03-04"):
+        write_records(partition(root, "predictions", day) + "/a.jsonl",
+                      [prediction(f"{day}-a", f"{day}T08:00:00Z"), prediction(f"{day}-b", f"{day}T09:00:00Z")])
+    write_records(partition(root, "feedback", "2026-03-02") + "/a.jsonl",
+                  [label("2026-03-02-a", 1, "2026-03-02T20:00:00Z")])
+    # A label of 2 March that arrives two days late: past label_maturity_intervals = 1.
+    write_records(partition(root, "feedback", "2026-03-04") + "/a.jsonl",
+                  [label("2026-03-02-b", 0, "2026-03-04T10:00:00Z")])
+
+    def march_2_sample():
+        return read_frame(
+            pipeline.warehouse_engine(warehouse_url),
+            "SELECT sample_size FROM model_metrics WHERE metric = 'accuracy' AND model_version = 'all' "
+            "AND segment = 'all' AND interval_start = (SELECT MIN(interval_start) FROM model_metrics)",
+        )["sample_size"].tolist()
+
+    for day in (2, 3):
+        run_interval(config, day, warehouse_url)
+    assert run_interval(config, 4, warehouse_url)["recomputed_intervals"] == ["2026-03-03T00:00:00+00:00"]
+    assert march_2_sample() == [1]
+
+    refreshed = run_interval(config, 4, warehouse_url, run_id="refresh-4", label_refresh=2)
+
+    assert refreshed["recomputed_intervals"] == ["2026-03-03T00:00:00+00:00", "2026-03-02T00:00:00+00:00"]
+    assert march_2_sample() == [2]
+
+
 def test_an_older_rerun_keeps_metrics_made_from_later_labels(world, warehouse_url):
     root, config = world
     write_records(partition(root, "predictions", "2026-03-02") + "/a.jsonl",

@@ -90,24 +90,22 @@ def describe_failure(context) -> str:
     return f"{ti.task_id}{tries}: {what}"
 
 
-def earlier_runs_in_progress(ti, dag_run, model) -> int:
-    """How many runs of this DAG over earlier intervals that this one depends on are running.
+def earlier_runs_in_progress(ti, dag_run, intervals: int) -> int:
+    """How many runs of this DAG over the `intervals` intervals before this one are running.
 
-    A run's logical date is its interval's start when the scheduler made it,
-    and its end under `dag.test()` (as in the demo), so both are asked for; the
-    run's own logical date is left out. Queued runs do not count: waiting for
-    them could hold every active slot while they wait for one. A run started
-    with another logical date is seen once its extract marks the interval in
-    the warehouse (`pipeline.pending_history`).
+    Every way of starting a run gives a run for a named interval the
+    interval's start as logical date (`modelwatch.timetable`), so runs are
+    asked for by those dates. Queued runs do not count: waiting for them could
+    hold every active slot while they wait for one. A manual run started with
+    another time inside its interval as logical date is seen once its extract
+    marks the interval in the warehouse (`pipeline.pending_history`).
     """
-    from modelwatch.pipeline import history_intervals
-
     start = dag_run.data_interval_start
-    candidates = [start - model.interval_length * k for k in range(history_intervals(model) + 1)]
-    candidates = [moment for moment in candidates if moment != dag_run.logical_date]
-    if not candidates:
+    length = dag_run.data_interval_end - start
+    earlier = [start - length * k for k in range(1, intervals + 1)]
+    if not earlier:
         return 0
-    pending = ti.get_dr_count(dag_id=dag_run.dag_id, logical_dates=candidates, states=["running"])
+    pending = ti.get_dr_count(dag_id=dag_run.dag_id, logical_dates=earlier, states=["running"])
     if pending:
         log.info("waiting for %d earlier run(s) of %s to finish", pending, dag_run.dag_id)
     return pending

@@ -65,7 +65,7 @@ def _run_dags(models: list[ModelConfig], start: date, days: int, log_path: Path)
             began = time.perf_counter()
             with _output_to(log_path):
                 state, tasks = airflow_adapter.run_dag(
-                    f"monitor_{model.name}", pendulum.datetime(day.year, day.month, day.day, tz="UTC").add(days=1), dags
+                    f"monitor_{model.name}", pendulum.datetime(day.year, day.month, day.day, tz="UTC"), dags
                 )
             _say(f"  monitor_{model.name} {day}: {state} in {time.perf_counter() - began:.1f} s")
             if state != "success":

@@ -37,18 +37,32 @@ def _utc(moment: datetime) -> datetime:
     return datetime.fromtimestamp(moment.timestamp(), tz=UTC)
 
 
-def _model(name: str, config: ProjectConfig | None = None) -> tuple[ProjectConfig, ModelConfig]:
+def _model(name: str, config: ProjectConfig | None = None,
+           label_refresh: int | None = None) -> tuple[ProjectConfig, ModelConfig]:
+    """The project config and the named model; `label_refresh` overrides its `label_maturity_intervals`.
+
+    A run asked to refresh the labels of more (or fewer) earlier intervals than
+    configured reads their labels, recomputes their metrics, and waits for them
+    as history, exactly as if the model were configured so.
+    """
     config = config or load_config()
-    return config, config.model(name)
+    return config, _with_label_refresh(config.model(name), label_refresh)
 
 
-def history_intervals(model: ModelConfig) -> int:
+def _with_label_refresh(model: ModelConfig, label_refresh: int | None) -> ModelConfig:
+    if label_refresh is None or label_refresh == model.label_maturity_intervals:
+        return model
+    return model.model_copy(update={"label_maturity_intervals": label_refresh})
+
+
+def history_intervals(model: ModelConfig, label_refresh: int | None = None) -> int:
     """How many earlier intervals an interval's results may depend on.
 
     Validation compares the volume with recent runs, drift may compare with the
     trailing intervals' profiles, and measure recomputes earlier intervals'
-    quality metrics as their labels mature.
+    quality metrics as their labels mature (`label_refresh` of them, if given).
     """
+    model = _with_label_refresh(model, label_refresh)
     return max(
         model.data_quality.volume_history_intervals,
         model.reference.trailing_intervals or 0,
@@ -57,11 +71,11 @@ def history_intervals(model: ModelConfig) -> int:
 
 
 def pending_history(model_name: str, start: datetime, config: ProjectConfig | None = None,
-                    warehouse_url: str | None = None) -> list[datetime]:
+                    warehouse_url: str | None = None, label_refresh: int | None = None) -> list[datetime]:
     """Earlier intervals within `history_intervals` whose run has started and not yet ended."""
     from modelwatch.warehouse import load
 
-    _, model = _model(model_name, config)
+    _, model = _model(model_name, config, label_refresh)
     start = _utc(start)
     since = start - model.interval_length * history_intervals(model)
     return load.unfinished_runs(warehouse_engine(warehouse_url), model.name, since, start)
@@ -102,13 +116,16 @@ def missing_partitions(model_name: str, start: datetime, end: datetime) -> list[
 
 
 def extract(model_name: str, start: datetime, end: datetime, config: ProjectConfig | None = None,
-            attempt: str | None = None) -> dict:
+            attempt: str | None = None, label_refresh: int | None = None) -> dict:
     """Stage the interval's batch in a new attempt folder; returns the manifest as a small dictionary.
 
     `attempt` labels the folder (Airflow passes the run id and try number).
+    `label_refresh` (the DAG's Param `label_refresh_intervals`) stages the
+    labels of that many earlier intervals instead of `label_maturity_intervals`;
+    `measure` then recomputes as many.
     """
     batch.return_freed_memory_promptly()
-    config, model = _model(model_name, config)
+    config, model = _model(model_name, config, label_refresh)
     manifest = extract_module.extract_interval(model, _utc(start), _utc(end), config.staging_url, attempt)
     return manifest.to_dict()
 
@@ -236,13 +253,19 @@ def _reference(model: ModelConfig, start: datetime, engine):
 
 def measure(model_name: str, folder: str, start: datetime, end: datetime,
             config: ProjectConfig | None = None, warehouse_url: str | None = None) -> dict:
-    """Quality metrics (this interval and the K before it), system KPIs, profiles and drift."""
+    """Quality metrics (this interval and the K before it), system KPIs, profiles and drift.
+
+    K is as far back as the staged feedback reaches: the model's
+    `label_maturity_intervals`, or the `label_refresh` its extract was given.
+    """
     from modelwatch import drift, metrics
 
     batch.return_freed_memory_promptly()
-    config, model = _model(model_name, config)
     start, end = _utc(start), _utc(end)
     staged = StagedBatch(folder)
+    config, model = _model(model_name, config)
+    label_window = datetime.fromisoformat(extract_module.read_manifest(staged).label_window_start)
+    model = _with_label_refresh(model, (start - label_window) // model.interval_length)
     engine = warehouse_engine(warehouse_url)
     feedback = staged.read(staging.FEEDBACK)
     label_ids = pa.array(feedback["request_id"].astype(str))

@@ -29,13 +29,13 @@ def test_no_import_errors_and_one_dag_per_model(shipped):
 
 
 def test_every_dag_has_docs_tags_retries_and_whole_intervals(shipped):
-    from airflow.sdk import CronDataIntervalTimetable
+    from modelwatch.timetable import IntervalOfLogicalDate
 
     for dag in shipped.dags.values():
         assert dag.doc_md and "monitor_<model>" in dag.doc_md
         assert "modelwatch" in dag.tags
         assert dag.catchup is False
-        assert isinstance(dag.timetable, CronDataIntervalTimetable)
+        assert isinstance(dag.timetable, IntervalOfLogicalDate)
         for task in dag.tasks:
             assert task.execution_timeout is not None, f"{dag.dag_id}.{task.task_id} has no execution_timeout"
             assert task.on_failure_callback and task.on_retry_callback, f"{dag.dag_id}.{task.task_id}"
@@ -51,6 +51,8 @@ def test_history_dependent_tasks_wait_for_earlier_intervals_and_extract_does_not
     for dag in shipped.dags.values():
         history = dag.get_task("wait_for_history")
         assert history.upstream_task_ids == {"extract"}
+        assert history.depends_on_past and history.trigger_rule == "all_done"
+        assert not any(dag.get_task(t).depends_on_past for t in ("wait_for_logs", "extract"))
         assert {"validate", "measure"} <= history.downstream_task_ids
         assert dag.get_task("extract").upstream_task_ids == {"wait_for_logs"}
 
@@ -124,3 +126,29 @@ def test_every_dag_tells_the_alert_targets_when_a_run_fails(shipped):
         # However the run ends, the interval's run ends in the warehouse, and later intervals stop waiting.
         assert any(getattr(n, "__name__", "") == "record_run_end" for n in notifiers)
         assert dag.on_success_callback.__name__ == "record_run_end"
+
+
+@pytest.mark.parametrize("logical_date", ["2026-11-20T00:00:00", "2026-11-20T13:45:10", "2026-11-20T23:59:59"])
+def test_a_named_day_means_that_days_interval_for_manual_and_scheduled_runs(shipped, logical_date):
+    import pendulum
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    for dag in shipped.dags.values():
+        # As the scheduler and the API server see it: serialized through the registered plugin.
+        serialized = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dag))
+        manual = serialized.timetable.infer_manual_data_interval(run_after=pendulum.parse(logical_date))
+        assert (manual.start, manual.end) == (pendulum.datetime(2026, 11, 20), pendulum.datetime(2026, 11, 21))
+        # A backfill of 2026-11-20..2026-11-20 makes this run.
+        day_start = pendulum.datetime(2026, 11, 20)
+        (backfilled,) = serialized.iter_dagrun_infos_between(day_start, day_start)
+        assert (backfilled.logical_date, backfilled.data_interval) == (day_start, manual)
+
+
+def test_params_explain_themselves_in_the_trigger_form(shipped):
+    for dag in shipped.dags.values():
+        params = dag.params
+        assert set(params) == {"actions", "wait_for_logs", "label_refresh_intervals"}
+        for name in params:
+            assert len(params.get_param(name).description) > 40, name
+        assert params.get_param("actions").schema["enum"] == ["on", "dry_run"]
+        assert params["label_refresh_intervals"] is None

@@ -7,63 +7,24 @@ endpoint on 127.0.0.1.
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
 import pendulum
 import pytest
-import yaml
+from scenarios import DAYS, EXPECTED, ONCALL, START, day, decisions, environment, simulate_week, write_config
 from servers import smtp_connection
 
-from modelwatch import settings
-
 pytestmark = pytest.mark.slow
-
-START = date(2026, 3, 1)
-DAYS = 7
-INCIDENTS = [
-    ("latency_spike", 1, "delivery_time", 1, {"factor": 6.0}),
-    ("concept_drift", 1, "delivery_time", None, {"strength": 0.6}),
-    ("data_quality_break", 2, "credit_risk", 1, {}),
-    ("error_burst", 3, "credit_risk", 1, {"rate": 0.2}),
-    ("sudden_drift", 4, "delivery_time", None, {"feature": "distance_km", "factor": 1.8}),
-    ("bad_version", 5, "credit_risk", None, {"mode": "dropped_features"}),
-]
-# Labels arrive over the following days: a quality drop shows on the run after it starts.
-EXPECTED = {
-    "credit_risk": ["healthy", "healthy", "halt", "alert", "healthy", "healthy", "rollback"],
-    "delivery_time": ["healthy", "alert", "alert", "alert", "retrain", "alert", "alert"],
-}
-ONCALL = "oncall@example.com"
 
 
 @pytest.fixture
 def world(tmp_path, monkeypatch, warehouse_url, dagbag_for, smtp_server, endpoint):
     """Both shipped models, simulated over a week of incidents, alerting to the test's servers."""
-    from modelwatch import registry
-    from modelwatch.config import load_config
-    from modelwatch.simulation import Incident, simulate
-
     port, inbox = smtp_server
-    monkeypatch.setenv("MODELWATCH_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("MODELWATCH_WAREHOUSE_URL", warehouse_url)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    monkeypatch.setenv("AIRFLOW_CONN_MODELWATCH_SMTP", smtp_connection(port))
-    monkeypatch.setenv("AIRFLOW_CONN_MODELWATCH_WEBHOOK", json.dumps({"conn_type": "http", "password": endpoint.url}))
-    raw = yaml.safe_load(settings.SHIPPED_CONFIG.read_text())
-    for model in raw["models"]:
-        model["label_maturity_intervals"] = 3
-        model["retrain"] = {"min_new_labels": 500, "training_window_intervals": 7}
-        model["alerts"] = {"emails": [ONCALL], "smtp_connection": "modelwatch_smtp",
-                           "webhook_connection": "modelwatch_webhook"}
-    config_path = tmp_path / "models.yaml"
-    config_path.write_text(yaml.safe_dump(raw))
-    config = load_config(config_path)
-    registry.configure()
-    summary = simulate(
-        config, start=START, days=DAYS, requests_per_day=3000, seed=5,
-        incidents=[Incident(kind, day, model, duration, params) for kind, day, model, duration, params in INCIDENTS],
-    )
+    for name, value in environment(tmp_path, warehouse_url, smtp_connection(port), endpoint.url).items():
+        monkeypatch.setenv(name, value)
+    config_path = write_config(tmp_path / "models.yaml")
+    summary = simulate_week(config_path)
     bag = dagbag_for(config_path)
     assert bag.import_errors == {}
     return bag, summary, inbox, endpoint
@@ -72,37 +33,19 @@ def world(tmp_path, monkeypatch, warehouse_url, dagbag_for, smtp_server, endpoin
 def run(dag, day: int, conf: dict | None = None, hours_late: int = 0) -> str:
     """Run the DAG for the `day`-th interval; returns the branch taken (every other task succeeds).
 
-    A manual run at any time of the next day covers the interval as well; `hours_late` makes it
-    another run than the one at the interval's end (`dag.test` reuses a run of the same logical date).
+    A manual run at any time of the day covers the day's interval; `hours_late` makes it another run
+    than the one at the interval's start (`dag.test` reuses a run of the same logical date).
     """
     from modelwatch.decision import ACTIONS
 
-    end = pendulum.datetime(START.year, START.month, START.day + day + 1, tz="UTC")
+    start = pendulum.datetime(START.year, START.month, START.day + day, tz="UTC")
     # Params named every time: a `dag.test` run without conf sees the Params of the previous test run.
-    dag_run = dag.test(logical_date=end.add(hours=hours_late), run_conf={"actions": "on"} | (conf or {}))
+    dag_run = dag.test(logical_date=start.add(hours=hours_late), run_conf={"actions": "on"} | (conf or {}))
     states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
     assert str(dag_run.state) == "success", states
     (taken,) = [action for action in ACTIONS if states[action] == "success"]
     assert {state for task, state in states.items() if task not in ACTIONS} == {"success"}, states
     return taken
-
-
-def decisions(url: str, mode: str = "on"):
-    from modelwatch.warehouse.engine import get_engine
-    from modelwatch.warehouse.load import read_frame
-
-    engine = get_engine(url)
-    try:
-        frame = read_frame(engine, "SELECT * FROM model_actions WHERE mode = :mode ORDER BY model_name, interval_start",
-                           {"mode": mode})
-    finally:
-        engine.dispose()
-    frame["day"] = frame["interval_start"].astype(str).str[:10]
-    return frame.set_index(["model_name", "day"])
-
-
-def day(offset: int) -> str:
-    return datetime(START.year, START.month, START.day + offset, tzinfo=UTC).date().isoformat()
 
 
 def test_a_week_of_incidents_gives_the_expected_decision_each_day_and_a_dry_run_changes_nothing(world, warehouse_url):

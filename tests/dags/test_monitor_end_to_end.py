@@ -50,7 +50,7 @@ def run_day(dag, day: int, conf: dict | None = None):
 
     # Params named every time: a `dag.test` run without conf sees the Params of the previous test run.
     params = {"actions": "on", "wait_for_logs": True} | (conf or {})
-    run = dag.test(logical_date=pendulum.datetime(2026, 3, day + 1, tz="UTC"), run_conf=params)
+    run = dag.test(logical_date=pendulum.datetime(2026, 3, day, tz="UTC"), run_conf=params)
     states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
     assert str(run.state) == "success", states
     taken = [action for action in ACTIONS if states[action] == "success"]
@@ -144,7 +144,7 @@ def test_missing_logs_fail_the_run_naming_the_path(tmp_path, monkeypatch, dagbag
     config_path.write_text(yaml.safe_dump(raw))
     dag = dagbag_for(config_path).dags["monitor_delivery_time"]
 
-    run = dag.test(logical_date=pendulum.datetime(2026, 3, 3, tz="UTC"), run_conf={"wait_for_logs": False})
+    run = dag.test(logical_date=pendulum.datetime(2026, 3, 2, tz="UTC"), run_conf={"wait_for_logs": False})
 
     states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
     assert str(run.state) == "failed"
@@ -187,7 +187,7 @@ def test_a_deterministic_error_fails_at_once_naming_task_and_exception(tmp_path,
     (tmp_path / "data" / "reference" / "broken.parquet").write_bytes(b"this is not parquet")
     dag = dagbag_for(config_path).dags["monitor_credit_risk"]
 
-    run = dag.test(logical_date=pendulum.datetime(2026, 3, 3, tz="UTC"))
+    run = dag.test(logical_date=pendulum.datetime(2026, 3, 2, tz="UTC"))
 
     tis = {ti.task_id: ti for ti in run.get_task_instances()}
     assert str(run.state) == "failed"
