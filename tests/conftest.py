@@ -53,18 +53,34 @@ def isolated_data_dir(tmp_path_factory) -> Iterator[None]:
 
 
 @pytest.fixture
-def postgres_database() -> Iterator[str]:
-    """URL of a fresh, uniquely named PostgreSQL database, dropped after the test."""
+def postgres_databases() -> Iterator:
+    """A function that makes fresh, uniquely named PostgreSQL databases and returns their URLs.
+
+    Every database it made is dropped after the test.
+    """
     admin = _pg_admin_engine()
-    name = f"modelwatch_test_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    made = []
+
+    def make() -> str:
+        name = f"modelwatch_test_{uuid.uuid4().hex[:12]}"
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        made.append(name)
+        return make_url(_pg_admin_url()).set(database=name).render_as_string(hide_password=False)
+
     try:
-        yield make_url(_pg_admin_url()).set(database=name).render_as_string(hide_password=False)
+        yield make
     finally:
         with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            for name in made:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture
+def postgres_database(postgres_databases) -> str:
+    """URL of a fresh, uniquely named PostgreSQL database, dropped after the test."""
+    return postgres_databases()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

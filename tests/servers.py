@@ -7,7 +7,6 @@ Registered for every test through `pytest_plugins` in tests/conftest.py.
 from __future__ import annotations
 
 import json
-import socket
 import threading
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
@@ -18,13 +17,9 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
+from modelwatch.airflow_services import free_port
+
 SECRET_PATH = "/services/T000/B000/s3cr3tT0ken"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 # --- a real SMTP server -------------------------------------------------------------------------------------------

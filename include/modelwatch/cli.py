@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 from modelwatch.config import ConfigError
 
@@ -39,6 +40,28 @@ def _run_demo(args: argparse.Namespace) -> int:
     return demo.run(days=args.days, requests_per_day=args.requests_per_day, seed=args.seed)
 
 
+def _run_paths(args: argparse.Namespace) -> int:
+    from sqlalchemy import make_url
+
+    import modelwatch
+    from modelwatch import settings
+    from modelwatch.config import load_config
+    from modelwatch.warehouse.engine import warehouse_url
+
+    config = load_config()
+    rows = {
+        "code": Path(modelwatch.__file__).parent,
+        "models file": settings.config_path(),
+        "data folder": settings.data_dir(),
+        "staging": settings.resolve_root(config.staging_url),
+        "warehouse": make_url(warehouse_url()).render_as_string(hide_password=True),
+        "model registry": settings.default_mlflow_uri(),
+    }
+    for name, value in rows.items():
+        print(f"{name:<15} {value}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modelwatch", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
@@ -60,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--requests-per-day", type=int, default=20_000)
     demo.add_argument("--seed", type=int, default=7)
     demo.set_defaults(handler=_run_demo)
+
+    paths = commands.add_parser("paths", help="print where the code, data, warehouse and registry are")
+    paths.set_defaults(handler=_run_paths)
     return parser
 
 

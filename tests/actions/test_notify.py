@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from servers import SECRET_PATH, free_port, smtp_connection
+from servers import SECRET_PATH, smtp_connection
 
 from modelwatch.actions.notify import (
     Notification,
@@ -23,6 +23,7 @@ from modelwatch.actions.notify import (
     post_webhook,
     send_email,
 )
+from modelwatch.airflow_services import free_port
 
 PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
 START = datetime(2026, 3, 1, tzinfo=UTC)
