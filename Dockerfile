@@ -1,5 +1,6 @@
 # The Airflow image every ModelWatch service runs: the official image at the
-# apache-airflow pin of requirements.txt, our runtime pins and the modelwatch package.
+# apache-airflow pin of requirements.txt, our runtime pins (among them the Celery
+# provider that the workers run) and the modelwatch package.
 FROM apache/airflow:3.3.2-python3.11
 
 # The official image installs Python packages as the airflow user, never as root.

@@ -1,14 +1,17 @@
-"""Static checks of docker-compose.yaml and the Dockerfile, with no Docker engine needed.
+"""Static checks of docker-compose.yaml, .env.example and the Dockerfile, with no Docker engine needed.
 
-Variables are read with their `${NAME:-default}` defaults, as a fresh checkout
-without an .env file would run them.
+Variables are read as a checkout whose `.env` is `.env.example` would run them,
+with a stand-in for each secret that `.env.example` leaves empty.
 """
 
 from __future__ import annotations
 
+import ast
+import os
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 
@@ -19,15 +22,21 @@ PROJECT = Path(__file__).resolve().parents[1]
 COMPOSE = PROJECT / "docker-compose.yaml"
 DOCKERFILE = PROJECT / "Dockerfile"
 DOCKERIGNORE = PROJECT / ".dockerignore"
+ENV_EXAMPLE = PROJECT / ".env.example"
+MODELS_FILE = PROJECT / "include" / "config" / "models.yaml"
+# Code that runs in the Airflow containers, scanned for the environment it reads.
+CODE_FOLDERS = ("include/modelwatch", "plugins", "dags")
 
 ANCHOR = "x-airflow-common"
 REQUIRED_SERVICES = {
     "postgres",
+    "redis",
     "warehouse",
     "mlflow",
     "airflow-apiserver",
     "airflow-scheduler",
     "airflow-dag-processor",
+    "airflow-worker",
     "airflow-triggerer",
     "airflow-init",
 }
@@ -36,20 +45,137 @@ REPO_MOUNTS = {"dags", "plugins", "include"}
 # Bind-mounted folders that exist only at run time (git-ignored, created on `up`).
 RUNTIME_MOUNTS = {"data"}
 ONE_OFF_SERVICES = {"airflow-init"}
+# Services that run tasks: the scheduler with LocalExecutor, the workers with CeleryExecutor.
+TASK_RUNNERS = {"airflow-scheduler", "airflow-worker"}
+EXECUTOR_VARIABLE = "AIRFLOW_EXECUTOR"
+# Keys and variables whose values are secrets (`..._FILE` keys hold a path, not a secret).
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|FERNET|JWT|TOKEN|_KEY$", re.I)
+# Variables the code reads that the containers need not set, and why.
+NOT_FROM_COMPOSE = {
+    "AIRFLOW_HOME": "the official image sets it to /opt/airflow",
+    "MODELWATCH_WORKER_NAME": "names workers that share one host in the local harness; containers have own hostnames",
+}
+# Variables holding a connection URI, which may carry a password.
+CONNECTION_NAME = re.compile(r"^AIRFLOW_CONN_|_CONN$")
 
-_VARIABLE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::?-(?P<default>[^}]*))?\}")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_OPERAND = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<operand>.*))?", re.S)
 
 
-def interpolate(value):
-    """A compose value with every `${NAME:-default}` replaced by its default and `$$` by `$`."""
+class MissingVariable(Exception):
+    """A `${NAME:?message}` whose variable is empty or unset, as Compose refuses it."""
+
+
+def _references(text: str) -> Iterator[tuple[int, int, str]]:
+    """(start, end, body) of each top-level `${body}`, or `$NAME` as (start, end, NAME); `$$` is skipped."""
+    i = 0
+    while i < len(text):
+        if text.startswith("$$", i):
+            i += 2
+        elif text.startswith("${", i):
+            depth, j = 1, i + 2
+            while depth:
+                if j >= len(text):
+                    raise ValueError(f"unclosed ${{ in {text!r}")
+                if text.startswith("$$", j):
+                    j += 2
+                    continue
+                if text.startswith("${", j):
+                    depth, j = depth + 1, j + 2
+                    continue
+                depth -= text[j] == "}"
+                j += 1
+            yield i, j, text[i + 2 : j - 1]
+            i = j
+        elif text[i] == "$" and (match := _NAME.match(text, i + 1)):
+            yield i, match.end(), match.group()
+            i = match.end()
+        else:
+            i += 1
+
+
+def _parse(body: str) -> tuple[str, str | None, str]:
+    """Name, operator (`-`, `:-`, `?`, `:?` or None) and operand of a reference's body."""
+    match = _OPERAND.fullmatch(body)
+    if match is None:
+        raise ValueError(f"unsupported interpolation ${{{body}}}")
+    return match.group("name"), match.group("op"), match.group("operand") or ""
+
+
+def substitute(text: str, env: Mapping[str, str]) -> str:
+    """`text` with its variables replaced from `env` the way Compose does, nested defaults included.
+
+    Raises
+    ------
+    MissingVariable
+        A `${NAME:?message}` (or `${NAME?message}`) whose variable is empty (or unset).
+    """
+    out, last = [], 0
+    for start, end, body in _references(text):
+        out.append(text[last:start].replace("$$", "$"))
+        name, op, operand = _parse(body)
+        value = env.get(name)
+        if op in (":-", "-") and (value is None or (op == ":-" and value == "")):
+            value = substitute(operand, env)
+        elif op in (":?", "?") and (value is None or (op == ":?" and value == "")):
+            raise MissingVariable(f"{name}: {operand}")
+        out.append(value or "")
+        last = end
+    out.append(text[last:].replace("$$", "$"))
+    return "".join(out)
+
+
+def references(text: str) -> Iterator[tuple[str, str | None]]:
+    """(name, operator) of every variable that `text` uses, those inside defaults and messages too."""
+    for _, _, body in _references(text):
+        name, op, operand = _parse(body)
+        yield name, op
+        yield from references(operand)
+
+
+def interpolate(value, env: Mapping[str, str]):
+    """A compose value with every variable replaced as `substitute` does, through lists and mappings."""
     if isinstance(value, dict):
-        return {key: interpolate(item) for key, item in value.items()}
+        return {key: interpolate(item, env) for key, item in value.items()}
     if isinstance(value, list):
-        return [interpolate(item) for item in value]
+        return [interpolate(item, env) for item in value]
     if not isinstance(value, str):
         return value
-    parts = value.split("$$")
-    return "$".join(_VARIABLE.sub(lambda m: m.group("default") or "", part) for part in parts)
+    return substitute(value, env)
+
+
+def strings(value) -> Iterator[str]:
+    """Every string value in a parsed YAML document (mapping keys excluded)."""
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from strings(item)
+    elif isinstance(value, str):
+        yield value
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """The assignments of an .env file as Compose reads it: `NAME=value`, quotes removed, `#` lines skipped."""
+    values = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, value = line.partition("=")
+        assert sep and _NAME.fullmatch(name), f"{path.name}:{number} is not NAME=value: {line!r}"
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        else:
+            value = re.sub(r"\s+#.*$", "", value)
+        values[name] = value
+    return values
+
+
+def stand_in(name: str) -> str:
+    """A value for secret `name` that no literal in the compose file can equal by chance."""
+    return f"stand-in-{name.lower()}"
 
 
 def requirement_pin(name: str) -> str:
@@ -67,8 +193,29 @@ def raw() -> dict:
 
 
 @pytest.fixture(scope="module")
-def compose(raw) -> dict:
-    return interpolate(raw)
+def env_example() -> dict[str, str]:
+    return read_env_file(ENV_EXAMPLE)
+
+
+@pytest.fixture(scope="module")
+def required(raw) -> set[str]:
+    """Variables the compose file requires with `${NAME:?message}`."""
+    return {name for text in strings(raw) for name, op in references(text) if op == ":?"}
+
+
+@pytest.fixture(scope="module")
+def example_env(env_example, required) -> dict[str, str]:
+    """`.env.example` with a stand-in for each required variable it leaves empty."""
+    env = dict(env_example)
+    for name in required:
+        if not env.get(name):
+            env[name] = stand_in(name)
+    return env
+
+
+@pytest.fixture(scope="module")
+def compose(raw, example_env) -> dict:
+    return interpolate(raw, example_env)
 
 
 @pytest.fixture(scope="module")
@@ -122,6 +269,17 @@ def container_port(service: dict, default: int) -> int:
     return default
 
 
+def test_substitute_reads_variables_as_compose_does():
+    env = {"SET": "a", "EMPTY": ""}
+    assert substitute("${SET}-${UNSET:-d}-${EMPTY:-d}-${EMPTY-d}", env) == "a-d-d-"
+    assert substitute("${UNSET:-x${SET}y}", env) == "xay"
+    assert substitute("$${HOSTNAME} $$SET $SET", env) == "${HOSTNAME} $SET a"
+    assert substitute("${SET:?must be set}", env) == "a"
+    with pytest.raises(MissingVariable, match="EMPTY: set it"):
+        substitute("${EMPTY:?set it}", env)
+    assert list(references("${A:-${B:?no}} $${C}")) == [("A", ":-"), ("B", ":?")]
+
+
 def test_compose_file_parses(raw):
     assert isinstance(raw, dict)
     assert isinstance(raw.get("services"), dict) and raw["services"]
@@ -151,7 +309,6 @@ def test_anchor_users_keep_the_common_environment_and_mounts(compose, services, 
 
 
 def test_common_environment(common_env):
-    assert common_env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
     assert common_env["AIRFLOW__CORE__LOAD_EXAMPLES"].lower() == "false"
     assert common_env["GX_ANALYTICS_ENABLED"] == "False"
     assert common_env["AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK"] == "true"
@@ -173,6 +330,66 @@ def test_metadata_database_is_the_postgres_service(common_env, services):
     assert url.path.lstrip("/") == postgres["POSTGRES_DB"]
 
 
+def test_executor_is_one_variable_with_celery_by_default(raw, env_example):
+    value = raw[ANCHOR]["environment"]["AIRFLOW__CORE__EXECUTOR"]
+    assert {name for name, _ in references(value)} == {EXECUTOR_VARIABLE}
+    assert substitute(value, {}) == "CeleryExecutor"
+    assert substitute(value, {EXECUTOR_VARIABLE: "LocalExecutor"}) == "LocalExecutor"
+    assert env_example[EXECUTOR_VARIABLE] == "CeleryExecutor"
+    # No service sets an executor of its own, so the variable switches every service.
+    for name, service in raw["services"].items():
+        assert (service.get("environment") or {}).get("AIRFLOW__CORE__EXECUTOR", value) == value, name
+
+
+def test_celery_broker_is_the_redis_service(common_env, services):
+    url = urlparse(common_env["AIRFLOW__CELERY__BROKER_URL"])
+    assert url.scheme == "redis"
+    assert url.hostname in services, f"broker host {url.hostname!r} is not a compose service"
+    assert services[url.hostname]["image"].split(":")[0] == "redis"
+    assert (url.port or 6379) == 6379
+
+
+def test_celery_result_backend_is_the_airflow_database(common_env, services):
+    url = urlparse(common_env["AIRFLOW__CELERY__RESULT_BACKEND"])
+    assert url.scheme == "db+postgresql"
+    assert url.hostname == "postgres"
+    postgres = services["postgres"]["environment"]
+    assert url.username == postgres["POSTGRES_USER"]
+    assert url.password == postgres["POSTGRES_PASSWORD"]
+    assert url.path.lstrip("/") == postgres["POSTGRES_DB"]
+
+
+def _command(service: dict) -> str:
+    command = service.get("command", "")
+    return " ".join(command) if isinstance(command, list) else command
+
+
+def test_celery_workers_run_celery_worker(services, anchor_users):
+    workers = {name for name, service in services.items() if _command(service) == "celery worker"}
+    assert workers == {"airflow-worker"}
+    for name in workers:
+        assert name in anchor_users
+        worker = services[name]
+        assert "inspect ping" in str(worker["healthcheck"]["test"])
+        # A fixed hostname would give every replica of `--scale` one Celery node name.
+        assert "hostname" not in worker and "container_name" not in worker
+        # Celery's warm shutdown needs the signal at the worker process, not its process group.
+        assert worker["environment"]["DUMB_INIT_SETSID"] == "0"
+    assert requirement_pin("apache-airflow-providers-celery")
+
+
+def test_concurrency_comes_from_variables(raw, example_env):
+    env = raw[ANCHOR]["environment"]
+    numbers = {}
+    for key in ("AIRFLOW__CELERY__WORKER_CONCURRENCY", "AIRFLOW__CORE__PARALLELISM"):
+        assert len(list(references(env[key]))) == 1, f"{key} is not set by a variable"
+        numbers[key] = int(substitute(env[key], example_env))
+        assert int(substitute(env[key], {})) > 0
+    assert numbers["AIRFLOW__CELERY__WORKER_CONCURRENCY"] > 0
+    # One worker can use all of its slots, and LocalExecutor stays within a laptop.
+    assert numbers["AIRFLOW__CELERY__WORKER_CONCURRENCY"] <= numbers["AIRFLOW__CORE__PARALLELISM"] <= 16
+
+
 def test_execution_api_url_names_the_apiserver(common_env, services):
     url = urlparse(common_env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"])
     assert url.hostname in services and services[url.hostname]["command"] == "api-server"
@@ -192,6 +409,13 @@ def test_warehouse_connection_names_a_postgres_service(common_env, services):
     assert url.username == env["POSTGRES_USER"]
     assert url.password == env["POSTGRES_PASSWORD"]
     assert url.path.lstrip("/") == env["POSTGRES_DB"]
+    assert common_env["MODELWATCH_WAREHOUSE_URL"] == common_env["AIRFLOW_CONN_MODELWATCH_WAREHOUSE"]
+
+
+def test_warehouse_conn_points_both_warehouse_variables_elsewhere(raw, example_env):
+    other = "postgresql://monitor:secret@db.internal:5432/modelwatch"
+    env = interpolate(raw[ANCHOR]["environment"], {**example_env, "WAREHOUSE_CONN": other})
+    assert env["AIRFLOW_CONN_MODELWATCH_WAREHOUSE"] == env["MODELWATCH_WAREHOUSE_URL"] == other
 
 
 def test_mlflow_tracking_uri_names_the_mlflow_server(common_env, services):
@@ -228,9 +452,18 @@ def test_depends_on_targets_exist_with_the_needed_checks(services):
                 test = services[target].get("healthcheck", {}).get("test")
                 assert test, f"{name} waits for {target} to be healthy, but it has no healthcheck"
             elif condition == "service_completed_successfully":
+                assert target in ONE_OFF_SERVICES, f"{name} waits for {target} to exit, but it keeps running"
                 assert "restart" not in services[target], f"{target} must run once and exit"
             else:
                 assert condition == "service_started", f"{name}: unknown condition {condition}"
+
+
+def test_task_runners_wait_for_what_tasks_use(services):
+    for name in TASK_RUNNERS:
+        needs = depends_on(services[name])
+        for target in ("airflow-apiserver", "warehouse", "mlflow", "postgres"):
+            assert needs.get(target) == "service_healthy", f"{name} starts before {target} is healthy"
+        assert needs.get("airflow-init") == "service_completed_successfully"
 
 
 def test_long_running_services_have_healthchecks(services):
@@ -395,28 +628,208 @@ def test_mlflow_image_matches_the_mlflow_pin(services):
     assert tag == f"v{requirement_pin('mlflow')}"
 
 
+def _module_strings(tree: ast.Module) -> dict[str, str]:
+    """Module-level `NAME = "text"` constants."""
+    constants = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    constants[target.id] = node.value.value
+    return constants
+
+
+def _is_environ(node: ast.expr) -> bool:
+    return isinstance(node, ast.Attribute) and node.attr == "environ"
+
+
+def project_environment() -> set[str]:
+    """Environment variables that code running in the Airflow containers reads.
+
+    Reads are `os.environ.get(...)`, `os.getenv(...)` and `os.environ[...]` of a
+    literal or a module constant, and module constants named `..._ENV` or
+    `ENV_VAR` (passed to a helper that reads them). Airflow connections that the
+    code names (`..._CONN_ID` constants and the models file's `alerts`
+    connections) count as their `AIRFLOW_CONN_<ID>` variables.
+    """
+    names, conn_ids = set(), set()
+    for folder in CODE_FOLDERS:
+        for path in sorted((PROJECT / folder).rglob("*.py")):
+            tree = ast.parse(path.read_text(), filename=str(path))
+            constants = _module_strings(tree)
+            names |= {value for key, value in constants.items() if re.search(r"(_ENV|^ENV_VAR)$", key)}
+            conn_ids |= {value for key, value in constants.items() if key.endswith("_CONN_ID")}
+            for node in ast.walk(tree):
+                argument = None
+                if isinstance(node, ast.Call) and node.args:
+                    function = node.func
+                    reads = isinstance(function, ast.Attribute) and (
+                        (function.attr == "get" and _is_environ(function.value)) or function.attr == "getenv"
+                    )
+                    argument = node.args[0] if reads else None
+                elif isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load) and _is_environ(node.value):
+                    argument = node.slice
+                if isinstance(argument, ast.Constant) and isinstance(argument.value, str):
+                    names.add(argument.value)
+                elif isinstance(argument, ast.Name) and argument.id in constants:
+                    names.add(constants[argument.id])
+    for model in yaml.safe_load(MODELS_FILE.read_text())["models"]:
+        alerts = model.get("alerts") or {}
+        conn_ids |= {alerts[key] for key in ("smtp_connection", "webhook_connection") if alerts.get(key)}
+    return names | {f"AIRFLOW_CONN_{conn_id.upper()}" for conn_id in conn_ids}
+
+
+def test_the_variables_the_project_reads_are_set(common_env):
+    variables = project_environment()
+    # The scan itself must still see the variables documented in docs/configuration.md.
+    expected = {
+        "MODELWATCH_CONFIG",
+        "MODELWATCH_DATA_DIR",
+        "MLFLOW_TRACKING_URI",
+        "MODELWATCH_WAREHOUSE_URL",
+        "MODELWATCH_WAREHOUSE_CONNECT_TIMEOUT",
+        "MODELWATCH_WAREHOUSE_STATEMENT_TIMEOUT",
+        "AIRFLOW_CONN_MODELWATCH_WAREHOUSE",
+        "AIRFLOW_CONN_SMTP_DEFAULT",
+        "AIRFLOW_CONN_MODELWATCH_WEBHOOK",
+    }
+    assert expected <= variables, f"the scan missed {sorted(expected - variables)}"
+    missing = variables - common_env.keys() - NOT_FROM_COMPOSE.keys()
+    assert not missing, f"the common environment lacks {sorted(missing)}"
+
+
+def test_optional_settings_pass_through_from_env(raw, env_example):
+    env = raw[ANCHOR]["environment"]
+    for name in (
+        "MODELWATCH_WAREHOUSE_CONNECT_TIMEOUT",
+        "MODELWATCH_WAREHOUSE_STATEMENT_TIMEOUT",
+        "AIRFLOW_CONN_SMTP_DEFAULT",
+        "AIRFLOW_CONN_MODELWATCH_WEBHOOK",
+    ):
+        # Empty is what the code treats as unset: the library's default, or the connection from the UI.
+        assert env[name] == f"${{{name}:-}}", f"{name} should pass through .env, empty by default"
+        assert env_example[name] == "", f".env.example should leave {name} empty"
+
+
+def _secret_keys(value, path=()) -> Iterator[tuple[tuple, str]]:
+    """(path, value) of every string value whose key names a secret."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(item, str) and SECRET_NAME.search(str(key)) and not str(key).endswith("_FILE"):
+                yield (*path, key), item
+            else:
+                yield from _secret_keys(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _secret_keys(item, (*path, index))
+
+
+_REQUIRED_REFERENCE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*(:?\?[^{}]*)?\}")
+
+
+def test_compose_file_holds_no_secret(raw, compose, example_env, required):
+    keys = list(_secret_keys(raw))
+    assert len(keys) >= 5, keys
+    for path, value in keys:
+        # One variable and no default: a default would be a secret in the file.
+        assert _REQUIRED_REFERENCE.fullmatch(value), f"{'.'.join(map(str, path))} is not a ${{VAR}}: {value!r}"
+    stand_ins = {example_env[name] for name in required}
+    for text in strings(compose):
+        for match in re.finditer(r"\b[a-z][a-z0-9+.-]*://[^\s'\"]+", text):
+            password = urlparse(match.group()).password
+            assert not password or password in stand_ins, f"a URL in docker-compose.yaml has a literal password: {text}"
+
+
+def test_secrets_are_required_and_empty_in_env_example(raw, env_example, required):
+    secrets = {name for name in env_example if SECRET_NAME.search(name)}
+    assert secrets, ".env.example names no secret"
+    used = list(references(" ".join(strings(raw))))
+    for name in secrets:
+        operators = {op for used_name, op in used if used_name == name}
+        assert operators == {":?"}, f"{name} must be required (${{{name}:?...}}) everywhere, not {operators}"
+    for name, value in env_example.items():
+        if SECRET_NAME.search(name) or CONNECTION_NAME.search(name):
+            assert value == "", f".env.example must not hold a value for {name}"
+
+
+def test_env_example_lists_exactly_the_compose_variables(raw, env_example):
+    used = {name for text in strings(raw) for name, _ in references(text)}
+    assert used - env_example.keys() == set(), "variables used by docker-compose.yaml but missing from .env.example"
+    assert env_example.keys() - used == set(), "variables of .env.example that docker-compose.yaml never uses"
+
+
+def test_env_example_agrees_with_the_compose_defaults(env_example, raw):
+    assert env_example["AIRFLOW_UID"].isdigit(), env_example["AIRFLOW_UID"]
+    for name in ("WAREHOUSE_PORT", "MLFLOW_PORT"):
+        assert 0 < int(env_example[name]) < 65536, name
+    # A line left out of .env changes nothing.
+    for text in strings(raw):
+        for _, _, body in _references(text):
+            name, op, default = _parse(body)
+            if op == ":-" and not list(references(default)) and env_example.get(name):
+                assert env_example[name] == default, f"{name}: .env.example {env_example[name]!r}, default {default!r}"
+
+
+def test_env_is_git_ignored_and_env_example_is_kept():
+    ignored = git("check-ignore", "-q", "--no-index", ".env")
+    if ignored is None:
+        pytest.skip("not a git work tree")
+    assert ignored.returncode == 0, ".env holds secrets but is not git-ignored"
+    kept = git("check-ignore", "-q", "--no-index", ".env.example")
+    assert kept.returncode == 1, ".env.example is git-ignored, so a clone would lack it"
+    # Committed, or new and waiting for `git add`; never only in someone's work tree by accident.
+    listed = git("ls-files", "--cached", "--others", "--exclude-standard", "--", ".env.example")
+    assert listed.stdout.strip() == ".env.example"
+
+
 def _compose_cli() -> list[str] | None:
-    """`docker compose`, else the standalone `docker-compose`, whichever answers offline."""
+    """`docker compose`, else the standalone `docker-compose`, whichever is Compose v2 or later.
+
+    Compose v1 reads no nested `${A:-${B}}`, which the file uses.
+    """
     candidates = []
     if docker := shutil.which("docker"):
         candidates.append([docker, "compose"])
     if standalone := shutil.which("docker-compose"):
         candidates.append([standalone])
     for cli in candidates:
-        if subprocess.run([*cli, "version"], capture_output=True, timeout=30).returncode == 0:
+        answer = subprocess.run([*cli, "version", "--short"], capture_output=True, text=True, timeout=30)
+        major = re.match(r"v?(\d+)\.", answer.stdout.strip())
+        if answer.returncode == 0 and major and int(major.group(1)) >= 2:
             return cli
     return None
 
 
-def test_docker_compose_config_accepts_the_file():
+@pytest.mark.parametrize("executor", ["CeleryExecutor", "LocalExecutor"])
+def test_docker_compose_config_accepts_the_file(executor, example_env, required):
     cli = _compose_cli()
     if cli is None:
-        pytest.skip("neither `docker compose` nor `docker-compose` is installed")
+        pytest.skip("no Docker Compose v2 (`docker compose` or `docker-compose`) is installed")
+    # The shell wins over --env-file, as over .env: the stand-ins fill the empty secrets.
+    secrets = {name: example_env[name] for name in required}
     result = subprocess.run(
-        [*cli, "-f", str(COMPOSE), "config", "--quiet"],
+        [*cli, "--env-file", str(ENV_EXAMPLE), "-f", str(COMPOSE), "config", "--quiet"],
         capture_output=True,
         text=True,
         cwd=PROJECT,
+        env={**os.environ, **secrets, EXECUTOR_VARIABLE: executor},
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_docker_compose_config_refuses_empty_secrets(required):
+    cli = _compose_cli()
+    if cli is None:
+        pytest.skip("no Docker Compose v2 (`docker compose` or `docker-compose`) is installed")
+    env = {key: value for key, value in os.environ.items() if key not in required}
+    result = subprocess.run(
+        [*cli, "--env-file", str(ENV_EXAMPLE), "-f", str(COMPOSE), "config", "--quiet"],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT,
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert ".env.example" in result.stderr
