@@ -53,10 +53,12 @@ simulate: $(STAMP)
 demo: airflow-db
 	$(BIN)/python -m modelwatch demo
 
-# DAG runs share Airflow's SQLite metadata database, so they run after the parallel part.
+# DAG runs share Airflow's SQLite metadata database, so they run after the parallel part;
+# the end-to-end tests start whole Airflows (scheduler, workers, browser), one at a time.
 test: airflow-db
 	$(BIN)/python -m pytest -n 2 --ignore=tests/dags --ignore=tests/e2e
 	$(BIN)/python -m pytest tests/dags
+	$(BIN)/python -m pytest tests/e2e
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -50,9 +50,12 @@ def environment(folder: Path, warehouse_url: str, smtp_connection: str, webhook_
 
 
 def write_config(path: Path) -> Path:
-    """The shipped models file, with labels maturing over 3 days and alerts to the test's servers."""
+    """The shipped models file, with labels maturing over 3 days, alerts to the test's servers, patient sensors."""
     raw = yaml.safe_load(settings.SHIPPED_CONFIG.read_text())
     for model in raw["models"]:
+        # Unpaused under a real scheduler, a DAG also gets a run for yesterday, whose logs never come: it
+        # waits for them through the test instead of failing into the warehouse and the inbox.
+        model["log_wait_minutes"] = 60 * 24 * 365
         model["label_maturity_intervals"] = 3
         model["retrain"] = {"min_new_labels": 500, "training_window_intervals": 7}
         model["alerts"] = {"emails": [ONCALL], "smtp_connection": SMTP_CONNECTION,
@@ -100,8 +103,7 @@ def monitoring_runs(url: str):
 
 
 def registry_state(model: str) -> tuple:
-    """Every registered version of `model`, its champion and each version's tags: what an action changes."""
+    """Every registered version of `model` (with its aliases and tags) and its champion: what an action changes."""
     from modelwatch import registry
 
-    versions = registry.list_versions(model)
-    return versions, registry.champion_version(model), [registry.get_version(model, v).tags for v in versions]
+    return registry.list_versions(model), registry.champion_version(model)

@@ -109,3 +109,36 @@ def test_a_rerun_of_an_interval_does_not_tell_people_again(tmp_path, mlflow_stor
     row = queries.decision(warehouse_engine, "credit_risk", START)
     assert row["notified"]
     assert row["notification"] == "not notified (already notified by an earlier run of this interval)"
+
+
+def test_a_rerun_of_an_older_interval_tells_nothing_the_later_intervals_told(tmp_path, mlflow_store,
+                                                                              warehouse_engine, smtp_server,
+                                                                              monkeypatch):
+    port, inbox = smtp_server
+    monkeypatch.setenv("AIRFLOW_CONN_MODELWATCH_SMTP", smtp_connection(port))
+    spec = model_spec(alerts={"emails": ["oncall@example.com"], "smtp_connection": "modelwatch_smtp"})
+    config = parse_config({"staging_root": str(tmp_path / "staging"), "models": [spec]})
+    url = warehouse_engine.url.render_as_string(hide_password=False)
+    loaded = {"critical_failure": False, "failed_critical": [], "drifted_features": [], "recomputed_intervals": []}
+    next_start, next_end = END, datetime(2026, 3, 4, tzinfo=UTC)
+    later = CheckRow(next_start, next_end, "threshold:auc_roc", "threshold", "auc_roc", "breached", "critical",
+                     "auc_roc 0.60 below its threshold 0.75", observed=0.60, limit_low=0.75, sample_size=900,
+                     streak=2, breached_since=START, alerting=True)
+
+    def run(start, end, run_id, row):
+        decided = pipeline.decide("credit_risk", start, end, run_id, loaded, {"rows": [to_message(row)]},
+                                  config=config, warehouse_url=url)
+        pipeline.act("credit_risk", decided["action"], start, end, run_id, config=config, warehouse_url=url)
+        return pipeline.notify("credit_risk", start, end, run_id, send, config=config, warehouse_url=url)
+
+    # The first interval's first run saw no breach yet (its labels had not matured): nothing to tell.
+    quiet = CheckRow(START, END, "threshold:auc_roc", "threshold", "auc_roc", "ok", "critical", "auc_roc 0.80",
+                     observed=0.80, limit_low=0.75, sample_size=300, streak=0)
+    assert not run(START, END, "first", quiet)["notified"]
+    assert run(next_start, next_end, "next", later)["notified"]
+    # A backfill re-runs the first interval with the matured labels: the breach is the one already told.
+    rerun = run(START, END, "backfill", auc_drop())
+
+    assert len(inbox.messages) == 1
+    assert rerun == {"notified": False,
+                     "notification": "not notified (a later interval is already decided and told what is still open)"}

@@ -596,8 +596,10 @@ def notify(model_name: str, start: datetime, end: datetime, run_id: str, send, m
 
     An open condition is told again only when a check joins it, one of its
     checks turns critical or gets worse (`decision.notification_due`); the
-    outcome of a retrain or rollback is always told. A dry run tells no one
-    and only logs. The run ends here: `monitoring_runs.finished_at` is set.
+    outcome of a retrain or rollback is always told. A re-run of an interval
+    whose next interval is already decided tells nothing else: its labels have
+    matured since, and the later runs told what is still open. A dry run tells
+    no one and only logs. The run ends here: `monitoring_runs.finished_at` is set.
 
     Parameters
     ----------
@@ -628,6 +630,9 @@ def notify(model_name: str, start: datetime, end: datetime, run_id: str, send, m
     )
     if recorded["outcome"] in ALWAYS_TOLD:
         due, why = True, f"action outcome {recorded['outcome']}"
+    elif due and queries.decision(engine, model.name, start + model.interval_length, mode) is not None:
+        # A re-run of an older interval, e.g. a backfill: the later intervals' runs told what is still open.
+        due, why = False, "a later interval is already decided and told what is still open"
     told_here = condition.get("told_here")
     if due and told_here and not rules.notification_due(condition["open"], told_here, told_here)[0]:
         due, why = False, "already notified by an earlier run of this interval"
