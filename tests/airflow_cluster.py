@@ -201,8 +201,8 @@ def cluster_env(home: Path, extra: dict[str, str]) -> dict[str, str]:
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
         "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT / "plugins"),
-        # Tests on the PYTHONPATH of every task: the Celery workers' hostname callable lives in the library.
-        "PYTHONPATH": os.pathsep.join([str(PROJECT / "include"), str(PROJECT / "tests")]),
+        # This checkout's code in every Airflow process and task, as the Makefile gives it.
+        "PYTHONPATH": str(PROJECT / "include"),
         "GX_ANALYTICS_ENABLED": "False",
         "MLFLOW_DISABLE_TELEMETRY": "true",
         **extra,
