@@ -87,14 +87,22 @@ def test_of_two_runs_of_an_interval_only_the_one_that_decided_last_acts(logs_onl
     assert done == again
 
 
-def test_a_rerun_of_an_interval_does_not_tell_people_again(tmp_path, mlflow_store, warehouse_engine, smtp_server,
-                                                            monkeypatch):
+@pytest.fixture
+def alerting(tmp_path, mlflow_store, warehouse_engine, smtp_server, monkeypatch):
+    """A model that alerts by e-mail to the test's SMTP server: its config, the warehouse URL, the inbox."""
     port, inbox = smtp_server
     monkeypatch.setenv("AIRFLOW_CONN_MODELWATCH_SMTP", smtp_connection(port))
     spec = model_spec(alerts={"emails": ["oncall@example.com"], "smtp_connection": "modelwatch_smtp"})
     config = parse_config({"staging_root": str(tmp_path / "staging"), "models": [spec]})
-    url = warehouse_engine.url.render_as_string(hide_password=False)
-    loaded = {"critical_failure": False, "failed_critical": [], "drifted_features": [], "recomputed_intervals": []}
+    return config, warehouse_engine.url.render_as_string(hide_password=False), inbox
+
+
+LOADED = {"critical_failure": False, "failed_critical": [], "drifted_features": [], "recomputed_intervals": []}
+
+
+def test_a_rerun_of_an_interval_does_not_tell_people_again(alerting, warehouse_engine):
+    config, url, inbox = alerting
+    loaded = LOADED
     checked = {"rows": [to_message(auc_drop())]}
 
     for run_id in ("run-1", "run-2"):
@@ -111,15 +119,9 @@ def test_a_rerun_of_an_interval_does_not_tell_people_again(tmp_path, mlflow_stor
     assert row["notification"] == "not notified (already notified by an earlier run of this interval)"
 
 
-def test_a_rerun_of_an_older_interval_tells_nothing_the_later_intervals_told(tmp_path, mlflow_store,
-                                                                              warehouse_engine, smtp_server,
-                                                                              monkeypatch):
-    port, inbox = smtp_server
-    monkeypatch.setenv("AIRFLOW_CONN_MODELWATCH_SMTP", smtp_connection(port))
-    spec = model_spec(alerts={"emails": ["oncall@example.com"], "smtp_connection": "modelwatch_smtp"})
-    config = parse_config({"staging_root": str(tmp_path / "staging"), "models": [spec]})
-    url = warehouse_engine.url.render_as_string(hide_password=False)
-    loaded = {"critical_failure": False, "failed_critical": [], "drifted_features": [], "recomputed_intervals": []}
+def test_a_rerun_of_an_older_interval_tells_nothing_the_later_intervals_told(alerting):
+    config, url, inbox = alerting
+    loaded = LOADED
     next_start, next_end = END, datetime(2026, 3, 4, tzinfo=UTC)
     later = CheckRow(next_start, next_end, "threshold:auc_roc", "threshold", "auc_roc", "breached", "critical",
                      "auc_roc 0.60 below its threshold 0.75", observed=0.60, limit_low=0.75, sample_size=900,
@@ -141,4 +143,25 @@ def test_a_rerun_of_an_older_interval_tells_nothing_the_later_intervals_told(tmp
 
     assert len(inbox.messages) == 1
     assert rerun == {"notified": False,
-                     "notification": "not notified (a later interval is already decided and told what is still open)"}
+                     "notification": "not notified (already told by the runs of later intervals)"}
+
+
+def test_a_rerun_decides_on_the_champion_its_first_run_saw(warehouse_engine):
+    from modelwatch.warehouse import load
+
+    def action(day: int, decision: str, outcome: str, before: str, after: str, mode: str = "on") -> None:
+        load.record_decision(warehouse_engine, {
+            "model_name": "credit_risk", "interval_start": datetime(2026, 3, day, tzinfo=UTC),
+            "interval_end": datetime(2026, 3, day + 1, tzinfo=UTC), "mode": mode, "decision": decision,
+            "reason": decision, "run_id": f"run-{day}", "outcome": outcome, "from_version": before,
+            "to_version": after,
+        })
+
+    action(2, "healthy", "none", "2", "2")
+    action(3, "rollback", "rolled_back", "2", "1")
+    action(4, "retrain", "promoted", "1", "3")
+    action(5, "rollback", "dry_run", "3", "3", mode="dry_run")
+
+    # Days up to the rollback saw v2; the day after it, v1; later days, whatever the registry says now.
+    assert [queries.champion_moved_since(warehouse_engine, "credit_risk", datetime(2026, 3, day, tzinfo=UTC))
+            for day in (1, 2, 3, 4, 5)] == ["2", "2", "2", "1", None]

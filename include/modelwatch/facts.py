@@ -44,7 +44,9 @@ def gather(
     """
     from modelwatch import registry
 
-    champion = registry.champion_version(model.registry_name)
+    # A re-run (a backfill over processed days) decides on the champion of the interval's first run.
+    champion = queries.champion_moved_since(engine, model.name, start) or registry.champion_version(
+        model.registry_name)
     quality_alerting = any(row.alerting and metric_kind(row) == "quality" for row in rows)
     switch = recent_switch(model, engine, staging_url, start, compare=quality_alerting)
     return RunFacts(

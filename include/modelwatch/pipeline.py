@@ -596,10 +596,10 @@ def notify(model_name: str, start: datetime, end: datetime, run_id: str, send, m
 
     An open condition is told again only when a check joins it, one of its
     checks turns critical or gets worse (`decision.notification_due`); the
-    outcome of a retrain or rollback is always told. A re-run of an interval
-    whose next interval is already decided tells nothing else: its labels have
-    matured since, and the later runs told what is still open. A dry run tells
-    no one and only logs. The run ends here: `monitoring_runs.finished_at` is set.
+    outcome of a retrain or rollback is always told. A re-run of an older
+    interval (a backfill over processed days) does not tell what the runs of
+    later intervals had already told. A dry run tells no one and only logs.
+    The run ends here: `monitoring_runs.finished_at` is set.
 
     Parameters
     ----------
@@ -630,9 +630,12 @@ def notify(model_name: str, start: datetime, end: datetime, run_id: str, send, m
     )
     if recorded["outcome"] in ALWAYS_TOLD:
         due, why = True, f"action outcome {recorded['outcome']}"
-    elif due and queries.decision(engine, model.name, start + model.interval_length, mode) is not None:
-        # A re-run of an older interval, e.g. a backfill: the later intervals' runs told what is still open.
-        due, why = False, "a later interval is already decided and told what is still open"
+    elif due:
+        # A re-run of an older interval, e.g. a backfill: what the next interval's run had told by then.
+        later = queries.decision(engine, model.name, start + model.interval_length, mode) or {}
+        told_later = (later.get("condition") or {}).get("notified")
+        if told_later and not rules.notification_due(condition["open"], told_later, told_later)[0]:
+            due, why = False, "already told by the runs of later intervals"
     told_here = condition.get("told_here")
     if due and told_here and not rules.notification_due(condition["open"], told_here, told_here)[0]:
         due, why = False, "already notified by an earlier run of this interval"

@@ -239,6 +239,30 @@ def version_went_live(engine: Engine, model_name: str, version: str) -> datetime
         return connection.execute(statement).scalar()
 
 
+def champion_moved_since(engine: Engine, model_name: str, start: datetime) -> str | None:
+    """The champion before the earliest promotion or rollback decided for `start` or a later interval.
+
+    None when no such action moved the champion. A re-run of an interval
+    decides on the champion its first run saw, not on one a later decision set.
+    """
+    actions = schema.model_actions
+    statement = (
+        select(actions.c.from_version)
+        .where(
+            actions.c.model_name == model_name,
+            actions.c.mode == "on",
+            actions.c.interval_start >= start,
+            actions.c.outcome.in_(("promoted", "rolled_back")),
+            actions.c.from_version.is_not(None),
+            actions.c.from_version != actions.c.to_version,
+        )
+        .order_by(actions.c.interval_start)
+        .limit(1)
+    )
+    with engine.connect() as connection:
+        return connection.execute(statement).scalar()
+
+
 def _utc(values: pd.Series) -> pd.Series:
     """Timestamps as aware UTC, whether the driver returned text (SQLite) or datetimes."""
     return pd.to_datetime(values, utc=True)
