@@ -630,15 +630,16 @@ def notify(model_name: str, start: datetime, end: datetime, run_id: str, send, m
     )
     if recorded["outcome"] in ALWAYS_TOLD:
         due, why = True, f"action outcome {recorded['outcome']}"
-    elif due:
-        # A re-run of an older interval, e.g. a backfill: what the next interval's run had told by then.
-        later = queries.decision(engine, model.name, start + model.interval_length, mode) or {}
-        told_later = (later.get("condition") or {}).get("notified")
-        if told_later and not rules.notification_due(condition["open"], told_later, told_later)[0]:
-            due, why = False, "already told by the runs of later intervals"
     told_here = condition.get("told_here")
     if due and told_here and not rules.notification_due(condition["open"], told_here, told_here)[0]:
         due, why = False, "already notified by an earlier run of this interval"
+    elif due and recorded["outcome"] not in ALWAYS_TOLD:
+        # A re-run of an older interval, e.g. a backfill: what its earlier runs and the next interval's had told.
+        later = queries.decision(engine, model.name, start + model.interval_length, mode) or {}
+        told_later = (later.get("condition") or {}).get("notified")
+        told_so_far = {**(told_here or {}), **(told_later or {})}
+        if told_later and not rules.notification_due(condition["open"], told_so_far, told_so_far)[0]:
+            due, why = False, "already told by the runs of later intervals"
     if recorded["decision"] == "healthy":
         due, why = False, "healthy"
     told_before = previous_condition.get("notified") if condition["open"] else None
