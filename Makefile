@@ -34,6 +34,8 @@ $(STAMP): requirements.lock pyproject.toml
 # Airflow's metadata database: the embedded SQLite file, or PostgreSQL for backfills while the
 # scheduler runs, e.g. AIRFLOW_DB=postgresql+psycopg://postgres@127.0.0.1:5432/airflow (migrated each time).
 ifdef AIRFLOW_DB
+# A shell set up for SQLite by `make airflow-env` carries SQLite's connect arguments: not for PostgreSQL.
+unexport AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN := $(AIRFLOW_DB)
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC := $(AIRFLOW_DB)
 airflow-db: $(STAMP)
@@ -76,7 +78,7 @@ airflow-env:
 	@echo 'export AIRFLOW_HOME=$(AIRFLOW_HOME) AIRFLOW__CORE__DAGS_FOLDER=$(AIRFLOW__CORE__DAGS_FOLDER)'
 	@echo 'export AIRFLOW__CORE__PLUGINS_FOLDER=$(AIRFLOW__CORE__PLUGINS_FOLDER) AIRFLOW__CORE__LOAD_EXAMPLES=False'
 	@echo 'export PYTHONPATH=$(PYTHONPATH) MODELWATCH_DATA_DIR=$(MODELWATCH_DATA_DIR) PATH=$(BIN):$$PATH'
-	@$(if $(AIRFLOW_DB),echo 'export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=$(AIRFLOW_DB) AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC=$(AIRFLOW_DB)',echo 'export AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS=modelwatch.airflow_services.SQLITE_CONNECT_ARGS')
+	@$(if $(AIRFLOW_DB),echo 'unset AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS; export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=$(AIRFLOW_DB) AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC=$(AIRFLOW_DB)',echo 'export AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS=modelwatch.airflow_services.SQLITE_CONNECT_ARGS')
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run

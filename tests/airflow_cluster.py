@@ -196,7 +196,7 @@ def cluster_env(home: Path, extra: dict[str, str]) -> dict[str, str]:
     metadata = extra.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{home / 'airflow.db'}")
     return {
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata,
-        **metadata_database_env(metadata),
+        **metadata_database_env(metadata, os.environ),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
         "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT / "dags"),
@@ -214,9 +214,9 @@ def start(home: Path, env: dict[str, str], executor: str = "LocalExecutor",
     """Start every part of a test's Airflow and wait until it is healthy; the caller stops it."""
     services = AirflowServices(home=home, port=free_port(), executor=executor, celery_workers=celery_workers,
                                parallelism=parallelism, env=env, log_dir=home / "service-logs")
-    services.start()
     cluster = Cluster(services)
     try:
+        services.start()
         services.wait_until_healthy()
     except BaseException:
         services.stop()

@@ -28,6 +28,9 @@ EXPECTED = {
     "credit_risk": ["healthy", "healthy", "halt", "alert", "healthy", "healthy", "rollback"],
     "delivery_time": ["healthy", "alert", "alert", "alert", "retrain", "alert", "alert"],
 }
+# What a re-run of processed days must leave as it was: the judged tables and the decisions.
+JUDGED = ["check_results", "model_metrics", "feature_drift", "data_quality_results", "quarantined_records"]
+DECISION_COLUMNS = ["decision", "reason", "severity", "checks", "outcome", "from_version", "to_version"]
 ONCALL = "oncall@example.com"
 SMTP_CONNECTION, WEBHOOK_CONNECTION = "modelwatch_smtp", "modelwatch_webhook"
 

@@ -102,6 +102,44 @@ def test_an_older_rerun_keeps_metrics_made_from_later_labels(world, warehouse_ur
     assert accuracy.to_dict("records")[0] == {"value": 0.5, "sample_size": 2}
 
 
+def test_an_older_rerun_is_judged_on_the_labels_its_interval_knew(tmp_path, warehouse_url):
+    root = str(tmp_path / "logs")
+    model = make_model(root, label_maturity_intervals=1, thresholds={"accuracy": {"min": 0.9}},
+                       checks={"min_labels": 1})
+    config = ProjectConfig(staging_root=str(tmp_path / "staging"), models=[model])
+    write_records(partition(root, "predictions", "2026-03-02") + "/a.jsonl",
+                  [prediction("a", "2026-03-02T08:00:00Z"), prediction("b", "2026-03-02T09:00:00Z")])
+    write_records(partition(root, "predictions", "2026-03-03") + "/a.jsonl", [prediction("c", "2026-03-03T08:00:00Z")])
+    write_records(partition(root, "feedback", "2026-03-02") + "/a.jsonl", [label("a", 1, "2026-03-02T20:00:00Z")])
+    # 2 March's second answer was wrong, as a label that comes on 3 March shows.
+    write_records(partition(root, "feedback", "2026-03-03") + "/a.jsonl",
+                  [label("b", 0, "2026-03-03T10:00:00Z"), label("c", 1, "2026-03-03T11:00:00Z")])
+    engine = pipeline.warehouse_engine(warehouse_url)
+
+    def march_2() -> tuple[dict, dict]:
+        check = read_frame(engine, "SELECT observed, breached, judged_in FROM check_results WHERE "
+                                   "check_name = 'threshold:accuracy' AND interval_start < '2026-03-03'")
+        decided = read_frame(engine, "SELECT decision, reason, checks FROM model_actions WHERE "
+                                     "interval_start < '2026-03-03'")
+        return check.iloc[0].to_dict(), decided.iloc[0].to_dict()
+
+    run_interval(config, 2, warehouse_url)
+    first_check, first_decision = march_2()
+    assert (first_check["observed"], bool(first_check["breached"]), first_decision["decision"]) == (
+        1.0, False, "healthy")
+    run_interval(config, 3, warehouse_url)
+    later_check, _ = march_2()
+    assert (later_check["observed"], bool(later_check["breached"])) == (0.5, True)
+
+    measured = run_interval(config, 2, warehouse_url, run_id="rerun-2")
+
+    assert measured["labels_joined"] == 1
+    check, decision = march_2()
+    # The warehouse keeps what the later labels show; the interval's decision is what its first run decided.
+    assert check == later_check
+    assert decision == first_decision
+
+
 def test_a_failed_run_is_recorded_with_its_reason(world, warehouse_url):
     _, config = world
     start, end = interval(5)

@@ -35,6 +35,9 @@ STOP_GRACE_S = 15.0
 # SQLite waits this long for another process's write lock before "database is locked".
 SQLITE_LOCK_WAIT_S = 60
 SQLITE_CONNECT_ARGS = {"timeout": SQLITE_LOCK_WAIT_S}
+NO_CONNECT_ARGS: dict = {}
+CONNECT_ARGS_KEY = "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS"
+_SQLITE_CONNECT_ARGS_PATH = f"{__name__}.SQLITE_CONNECT_ARGS"
 
 
 def metadata_database_env(url: str, env: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -45,13 +48,15 @@ def metadata_database_env(url: str, env: Mapping[str, str] | None = None) -> dic
     would otherwise ask for asyncpg.
     """
     env = env or {}
+    wanted = {}
     if url.startswith("sqlite"):
-        key, value = "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS", "modelwatch.airflow_services.SQLITE_CONNECT_ARGS"
-    elif url.startswith("postgresql+psycopg://"):
-        key, value = "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC", url
-    else:
-        return {}
-    return {} if key in env else {key: value}
+        wanted[CONNECT_ARGS_KEY] = _SQLITE_CONNECT_ARGS_PATH
+    elif env.get(CONNECT_ARGS_KEY) == _SQLITE_CONNECT_ARGS_PATH:
+        # A shell set up for SQLite (`make airflow-env`) would hand SQLite's lock wait to another driver.
+        return {CONNECT_ARGS_KEY: f"{__name__}.NO_CONNECT_ARGS"} | metadata_database_env(url)
+    if url.startswith("postgresql+psycopg://"):
+        wanted["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"] = url
+    return {key: value for key, value in wanted.items() if key not in env}
 
 
 def free_port() -> int:
@@ -140,6 +145,13 @@ class AirflowServices:
     env: Mapping[str, str] = field(default_factory=dict)
     log_dir: Path | None = None
     parts: list[Part] = field(default_factory=list, init=False)
+    # Chosen once, so that the CLI run with `environment()` later finds the same servers.
+    ports: dict[str, int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.ports = {name: free_port() for name in (
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT", "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT",
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT", *(f"worker-{name}" for name in self.celery_workers))}
 
     @property
     def base_url(self) -> str:
@@ -163,15 +175,13 @@ class AirflowServices:
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base_url}/execution/",
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
             "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": "127.0.0.1",
-            "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(free_port()),
-            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+            **{name: str(port) for name, port in self.ports.items() if name.startswith("AIRFLOW__")},
         })
         env.update(self.env)
         return env | metadata_database_env(env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "sqlite"), env)
 
     def start(self) -> None:
-        """Start every part; the caller must call `stop` (or use the object as a context manager)."""
+        """Start every part; the caller must call `stop`, also when this raises."""
         airflow = str(Path(sys.executable).with_name("airflow"))
         env = self.environment()
         log_dir = self.log_dir or self.home / "logs" / "services"
@@ -181,7 +191,7 @@ class AirflowServices:
             self.parts.append(Part(name, argv, env, log_dir / f"{name}.log"))
         for worker in self.celery_workers:
             worker_env = env | {
-                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.ports[f"worker-{worker}"]),
                 "MODELWATCH_WORKER_NAME": worker,
                 "AIRFLOW__CORE__HOSTNAME_CALLABLE": "modelwatch.airflow_services.hostname",
             }
@@ -222,17 +232,6 @@ class AirflowServices:
             part.signal_group(signal.SIGKILL)
             if part.process is not None:
                 part.process.wait()
-
-    def __enter__(self) -> AirflowServices:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     def dead_parts(self) -> list[Part]:
         return [part for part in self.parts if not part.running()]

@@ -386,7 +386,33 @@ def load(model_name: str, folder: str, start: datetime, end: datetime, run_id: s
         "failed_critical": validated["failed_critical"],
         "drifted_features": measured["drifted_features"],
         "recomputed_intervals": measured["recomputed_intervals"],
+        "quality_measured": quality_measured(bundle.model_metrics, [start, *map(
+            datetime.fromisoformat, measured["recomputed_intervals"])]),
     }
+
+
+def quality_measured(metrics: pd.DataFrame, starts: list[datetime]) -> dict[str, dict[str, list]]:
+    """The overall quality metrics a run measured, per interval start (ISO) it measured them for.
+
+    The warehouse keeps the values made from the latest labels; a re-run of an
+    older interval is judged on these instead, the labels known at its end,
+    as its first run was.
+
+    Returns
+    -------
+    dict
+        ``{interval_start: {metric: [value, sample_size]}}``, every one of
+        `starts` present; non-finite values are left out.
+    """
+    from modelwatch.batch import ALL
+
+    measured: dict[str, dict[str, list]] = {start.isoformat(): {} for start in starts}
+    overall = metrics[(metrics["kind"] == "quality") & (metrics["model_version"] == ALL) & (metrics["segment"] == ALL)]
+    for row in overall.itertuples():
+        value = float(row.value) if pd.notna(row.value) else None
+        if value is not None and np.isfinite(value):
+            measured[pd.Timestamp(row.interval_start).isoformat()][row.metric] = [value, int(row.sample_size)]
+    return measured
 
 
 def mark_failed(model_name: str, start: datetime, end: datetime, run_id: str, reason: str,
@@ -452,7 +478,8 @@ def check(model_name: str, start: datetime, end: datetime, run_id: str, loaded: 
     step = model.interval_length
     refreshed = [datetime.fromisoformat(moment) for moment in loaded["recomputed_intervals"]]
     since = _judged_span(model, start, refreshed)
-    history = checks.History(queries.interval_values(engine, model.name, since, start))
+    values = queries.interval_values(engine, model.name, since, start)
+    history = checks.History(as_measured(values, loaded["quality_measured"]))
     stored = queries.check_history(engine, model.name, since, start)
     rows = checks.judge(
         model, start, end, history, stored, _champion_reference(model),
@@ -466,6 +493,28 @@ def check(model_name: str, start: datetime, end: datetime, run_id: str, loaded: 
     log.info("%s %s: %d checks, %d breached, %d alerting", model.name, start.date(), len(rows),
              sum(row.breached for row in rows), sum(row.alerting for row in rows))
     return {"rows": [to_message(row) for row in rows]}
+
+
+def as_measured(values: pd.DataFrame, measured: dict[str, dict[str, list]]) -> pd.DataFrame:
+    """`values` (`queries.interval_values`) with the quality metrics of the measured intervals replaced
+    by the run's own (`quality_measured`): a re-run judges on the labels its interval knew, never later ones."""
+    from modelwatch import catalogue
+
+    starts = pd.to_datetime(list(measured), utc=True)
+    interval_start = pd.to_datetime(values["interval_start"], utc=True)
+    replaced = interval_start.isin(starts) & values["metric"].isin(catalogue.names("quality"))
+    runs = values.assign(interval_start=interval_start).drop_duplicates("interval_start").set_index("interval_start")
+    own = [
+        {"interval_start": stamp, "interval_end": runs.at[stamp, "interval_end"], "metric": metric, "value": value,
+         "sample_size": size, "run_status": runs.at[stamp, "run_status"]}
+        for stamp, metrics in zip(starts, measured.values(), strict=True) if stamp in runs.index
+        for metric, (value, size) in metrics.items()
+    ]
+    kept = values.loc[~replaced].assign(interval_start=interval_start[~replaced])
+    if not own:
+        return kept
+    return pd.concat([kept, pd.DataFrame(own, columns=values.columns)], ignore_index=True).sort_values(
+        ["interval_start", "metric"], ignore_index=True)
 
 
 def _champion_reference(model: ModelConfig) -> dict[str, float]:
@@ -628,12 +677,16 @@ def notify(model_name: str, start: datetime, end: datetime, run_id: str, send, m
     due, why = rules.notification_due(
         condition["open"], previous_condition.get("open"), previous_condition.get("notified")
     )
-    if recorded["outcome"] in ALWAYS_TOLD:
+    repeated = (recorded["facts"] or {}).get("action") or {}
+    # A repeated action found the registry as an earlier run of the interval left it: nothing new happened.
+    outcome_told = recorded["outcome"] in ALWAYS_TOLD and not (
+        repeated.get("repeat") and not repeated.get("finished_promotion"))
+    if outcome_told:
         due, why = True, f"action outcome {recorded['outcome']}"
     told_here = condition.get("told_here")
     if due and told_here and not rules.notification_due(condition["open"], told_here, told_here)[0]:
         due, why = False, "already notified by an earlier run of this interval"
-    elif due and recorded["outcome"] not in ALWAYS_TOLD:
+    elif due and not outcome_told:
         # A re-run of an older interval, e.g. a backfill: what its earlier runs and the next interval's had told.
         later = queries.decision(engine, model.name, start + model.interval_length, mode) or {}
         told_later = (later.get("condition") or {}).get("notified")

@@ -106,6 +106,10 @@ def test_rollback_moves_the_champion_back_and_tags_the_restored_version(simulate
     assert (again.outcome, again.from_version, again.to_version) == ("rolled_back", "2", "1")
     assert again.facts == {"repeat": True}
     assert registry.get_version(model.registry_name, "1").tags == tags
+    dry = rollback(model, from_version="2", to_version="1", dry_run=True, reason="auc_roc below 0.75")
+    assert (dry.outcome, dry.from_version, dry.to_version) == ("dry_run", "1", "1")
+    assert dry.detail.startswith("dry run: champion of ") and dry.detail.endswith("nothing to move")
+    assert registry.get_version(model.registry_name, "1").tags == tags
 
 
 @pytest.mark.parametrize(

@@ -3,20 +3,22 @@
 One Airflow, as `make airflow` starts it, over the week of incidents of
 `scenarios`. The demo's way of running first processes three days with
 `dag.test()`; then backfills through the REST API and `airflow backfill
-create` cover the week. Each day is checked in the warehouse, the registry
-and the inbox, and in the order Airflow ran the tasks.
+create` cover the week, re-process part of it, dry-run part of it, and a
+manual run with Params re-runs one day. Each step is checked in the
+warehouse, the registry and the inbox, and in the order Airflow ran the tasks.
 """
 
 from __future__ import annotations
 
 import itertools
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pandas as pd
 import pytest
 import scenarios
 from airflow_cluster import ApiError, run_with_dag_test
-from scenarios import DAYS, EXPECTED, START, day
+from pipelines import assert_same_contents, warehouse_contents
+from scenarios import DAYS, DECISION_COLUMNS, EXPECTED, JUDGED, START, day, registry_state
 from servers import smtp_connection
 
 pytestmark = pytest.mark.slow
@@ -35,7 +37,7 @@ def started_at(cluster, dag_id: str, run_id: str) -> dict[str, tuple[datetime, d
             for ti in cluster.task_instances(dag_id, run_id) if ti["start_date"]}
 
 
-def test_backfills_from_rest_and_cli_under_the_scheduler_judge_each_day_in_order(
+def test_backfills_from_rest_and_cli_under_the_scheduler_judge_in_order_replace_and_dry_run(
         week, start_airflow, postgres_databases, smtp_server, endpoint, use_week_here):
     port, inbox = smtp_server
     url = f"sqlite:///{week / 'warehouse.db'}"
@@ -119,3 +121,45 @@ def test_backfills_from_rest_and_cli_under_the_scheduler_judge_each_day_in_order
         for before, after in itertools.pairwise(tasks):
             assert after["check"][0] >= before["notify"][1], dag_id
         assert any(after["extract"][0] < before["notify"][1] for before, after in itertools.pairwise(tasks)), dag_id
+
+    # Re-processing days 4..6 of credit_risk replaces them: each day judged on the labels its first run
+    # knew, so the same checks and decisions, no row twice, nothing sent or moved again.
+    first_pass, first_decisions = warehouse_contents(url), decisions[DECISION_COLUMNS]
+    registry_after_first = registry_state("credit_risk")
+    told_before = len(inbox.messages)
+    cluster.backfill("monitor_credit_risk", on_day(4), on_day(6), conf={"actions": "on"})
+    reprocessed = cluster.run_ids_between("monitor_credit_risk", on_day(4), on_day(6))
+    cluster.wait_for_runs("monitor_credit_risk", reprocessed, RUN_TIMEOUT_S)
+    second = scenarios.monitoring_runs(url)
+    assert len(second) == 2 * DAYS
+    changed = second.index[second["started_at"] != recorded["started_at"]]
+    assert sorted(changed) == [("credit_risk", day(k)) for k in (4, 5, 6)]
+    second_pass = warehouse_contents(url)
+    assert_same_contents({t: first_pass[t] for t in JUDGED}, {t: second_pass[t] for t in JUDGED})
+    pd.testing.assert_frame_equal(scenarios.decisions(url)[DECISION_COLUMNS], first_decisions)
+    assert registry_state("credit_risk") == registry_after_first
+    assert len(inbox.messages) == len(endpoint.received) == told_before
+
+    # A dry run of the same days decides as the real runs did, records it apart, changes and sends nothing.
+    cluster.backfill("monitor_credit_risk", on_day(4), on_day(6), conf={"actions": "dry_run"})
+    cluster.wait_for_runs("monitor_credit_risk", reprocessed, RUN_TIMEOUT_S)
+    dry_decisions = scenarios.decisions(url, "dry_run")
+    assert sorted(dry_decisions.index) == [("credit_risk", day(k)) for k in (4, 5, 6)]
+    assert dry_decisions["decision"].tolist() == EXPECTED["credit_risk"][4:7]
+    assert dry_decisions.loc[("credit_risk", day(6)), "outcome"] == "dry_run"
+    assert registry_state("credit_risk") == registry_after_first
+    assert len(inbox.messages) == told_before
+    pd.testing.assert_frame_equal(scenarios.decisions(url)[DECISION_COLUMNS], first_decisions)
+
+    registry_state_before_manual = registry_state("delivery_time")
+    # A manual run with Params, at any time of day 3, gives the rows of the backfill's run of day 3.
+    manual = cluster.trigger("monitor_delivery_time", datetime(2026, 3, 4, 15, 30, tzinfo=UTC),
+                             {"actions": "on", "wait_for_logs": False, "label_refresh_intervals": 3})
+    (run,) = cluster.wait_for_runs("monitor_delivery_time", {manual}, RUN_TIMEOUT_S).values()
+    assert (run["data_interval_start"][:10], run["data_interval_end"][:10]) == ("2026-03-04", "2026-03-05")
+    assert scenarios.monitoring_runs(url).loc[("delivery_time", "2026-03-04"), "run_id"] == manual
+    third_pass = warehouse_contents(url)
+    assert_same_contents({t: first_pass[t] for t in JUDGED}, {t: third_pass[t] for t in JUDGED})
+    pd.testing.assert_frame_equal(scenarios.decisions(url)[DECISION_COLUMNS], first_decisions)
+    assert registry_state("delivery_time") == registry_state_before_manual
+    assert len(inbox.messages) == told_before

@@ -274,6 +274,7 @@ def _repeated(model: ModelConfig, earlier: registry.VersionInfo, champion: str, 
     recorded = registry.version_metrics(name, earlier.version)
     facts = {
         "repeat": True,
+        "finished_promotion": unfinished and not dry_run,
         "challenger_version": earlier.version,
         "source_run_id": tags.get(SOURCE_RUN_TAG),
         "recorded_decision": decision,

@@ -151,12 +151,12 @@ def rollback(
     if restored is None:
         return refused("unknown_version", f"v{to_version} is not a registered version of {name!r}")
     if champion == to_version and restored.tags.get(RESTORED_FROM_TAG) == from_version:
-        return ActionOutcome(
-            ROLLED_BACK,
-            f"champion of {model.name} is already v{to_version}, restored from v{from_version} at "
-            f"{restored.tags.get(RESTORED_AT_TAG)}: {restored.tags.get(ROLLBACK_REASON_TAG)}",
-            from_version, to_version, {"repeat": True},
-        )
+        done = (f"champion of {model.name} is already v{to_version}, restored from v{from_version} at "
+                f"{restored.tags.get(RESTORED_AT_TAG)}: {restored.tags.get(ROLLBACK_REASON_TAG)}")
+        if dry_run:
+            return ActionOutcome("dry_run", f"dry run: {done}; nothing to move", champion, champion,
+                                 {"would": "nothing", "repeat": True})
+        return ActionOutcome(ROLLED_BACK, done, from_version, to_version, {"repeat": True})
     current = next((info for info in versions if info.version == champion), None)
     if current is not None and champion == from_version and current.tags.get(RESTORED_FROM_TAG) == to_version:
         return refused(
