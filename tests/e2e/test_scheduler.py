@@ -104,7 +104,7 @@ def test_backfills_from_rest_and_cli_under_the_scheduler_judge_in_order_replace_
     assert decisions.loc[("credit_risk", day(6)), "outcome"] == "rolled_back"
     assert decisions.loc[("delivery_time", day(4)), "outcome"] == "promoted"
     # Each condition told once, by e-mail and webhook: the demo told delivery_time's alert of day 1, and
-    # the backfill's re-run of that day, after the demo's day 2 had told what was still open, did not.
+    # the backfill's re-run of that day, judged on the same labels, found it told.
     subjects = [message["Subject"] for _, _, message in inbox.messages]
     told = decisions[decisions["notified"].astype(bool)]
     assert len(subjects) == len(endpoint.received) == len(told) > 0
@@ -112,7 +112,7 @@ def test_backfills_from_rest_and_cli_under_the_scheduler_judge_in_order_replace_
         # The subject reads "[ModelWatch <severity>] <model> <decision>: <day>: <title>".
         assert sum(f" {model} " in subject and f": {told_day}:" in subject for subject in subjects) == 1, subjects
     assert (decisions.loc[("delivery_time", day(1)), "notification"]
-            == "not notified (already told by the runs of later intervals)")
+            == "not notified (already notified by an earlier run of this interval)")
 
     # Judged in order: each day's checks start after the day before has finished; extracts do not wait.
     for dag_id, runs in [("monitor_credit_risk", credit_runs), ("monitor_delivery_time", delivery_runs)]:
