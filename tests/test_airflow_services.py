@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 from modelwatch.airflow_services import CONNECT_ARGS_KEY, AirflowServices, metadata_database_env
 
 PG = "postgresql+psycopg://postgres@127.0.0.1:5432/airflow"
@@ -22,9 +24,19 @@ def test_sqlites_connect_arguments_left_in_a_shell_are_not_handed_to_postgresql(
 
     assert metadata_database_env(PG, shell) == {
         CONNECT_ARGS_KEY: "modelwatch.airflow_services.NO_CONNECT_ARGS", ASYNC_KEY: PG}
+
+
+def test_the_connect_arguments_are_found_by_the_path_airflow_imports():
     from modelwatch import airflow_services
 
-    assert airflow_services.NO_CONNECT_ARGS == {}
+    def import_string(path: str):  # as Airflow resolves `sql_alchemy_connect_args`
+        module, name = path.rsplit(".", 1)
+        return getattr(importlib.import_module(module), name)
+
+    sqlite = metadata_database_env("sqlite:////tmp/airflow.db")[CONNECT_ARGS_KEY]
+    other = metadata_database_env(PG, {CONNECT_ARGS_KEY: sqlite})[CONNECT_ARGS_KEY]
+    assert import_string(sqlite) is airflow_services.SQLITE_CONNECT_ARGS
+    assert import_string(other) is airflow_services.NO_CONNECT_ARGS
 
 
 def test_every_part_and_the_cli_get_the_same_ports(tmp_path):

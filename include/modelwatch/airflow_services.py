@@ -37,7 +37,9 @@ SQLITE_LOCK_WAIT_S = 60
 SQLITE_CONNECT_ARGS = {"timeout": SQLITE_LOCK_WAIT_S}
 NO_CONNECT_ARGS: dict = {}
 CONNECT_ARGS_KEY = "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS"
-_SQLITE_CONNECT_ARGS_PATH = f"{__name__}.SQLITE_CONNECT_ARGS"
+# Import paths Airflow resolves; spelled out, since this module also runs as __main__ (`make airflow`).
+_SQLITE_CONNECT_ARGS_PATH = "modelwatch.airflow_services.SQLITE_CONNECT_ARGS"
+_NO_CONNECT_ARGS_PATH = "modelwatch.airflow_services.NO_CONNECT_ARGS"
 
 
 def metadata_database_env(url: str, env: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -53,7 +55,7 @@ def metadata_database_env(url: str, env: Mapping[str, str] | None = None) -> dic
         wanted[CONNECT_ARGS_KEY] = _SQLITE_CONNECT_ARGS_PATH
     elif env.get(CONNECT_ARGS_KEY) == _SQLITE_CONNECT_ARGS_PATH:
         # A shell set up for SQLite (`make airflow-env`) would hand SQLite's lock wait to another driver.
-        return {CONNECT_ARGS_KEY: f"{__name__}.NO_CONNECT_ARGS"} | metadata_database_env(url)
+        return {CONNECT_ARGS_KEY: _NO_CONNECT_ARGS_PATH} | metadata_database_env(url)
     if url.startswith("postgresql+psycopg://"):
         wanted["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"] = url
     return {key: value for key, value in wanted.items() if key not in env}
