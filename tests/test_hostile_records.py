@@ -377,7 +377,7 @@ def test_jsonl_chunks_are_bounded_in_bytes(tmp_path, monkeypatch):
     write_records(path, records)
     size = len(json.dumps(records[0])) + 1
     monkeypatch.setattr(batch, "MAX_CHUNK_BYTES", 3 * size)
-    chunks = list(logs.iter_raw_chunks(path, logs.PREDICTION_FIELDS, [], [], []))
+    chunks = [block.raw(None) for block in logs.iter_blocks(path, logs.PREDICTION_FIELDS, [], [], [])]
     assert [len(c) for c in chunks] == [3, 3, 3, 1]
 
 
@@ -385,7 +385,8 @@ def test_an_oversized_line_is_skipped_not_read(tmp_path):
     path = str(tmp_path / "a.jsonl")
     huge = json.dumps(prediction(HOSTILE, features=features(country="D" * (3 * batch.MAX_RECORD_BYTES))))
     write_lines(path, [json.dumps(prediction("before")), huge, json.dumps(prediction("after"))])
-    (chunk,) = logs.iter_raw_chunks(path, logs.PREDICTION_FIELDS, ["country"], [], [])
+    (block,) = logs.iter_blocks(path, logs.PREDICTION_FIELDS, ["country"], [], [])
+    chunk = block.raw(None)
     assert chunk.reasons.tolist() == [None, "record_too_large", None]
     assert chunk.fields["request_id"].tolist() == ["before", logs._MISSING, "after"]
     assert chunk.line_numbers.tolist() == [1, 2, 3]
@@ -413,7 +414,7 @@ class _RemoteFileSystem(AbstractFileSystem):
 def test_an_oversized_line_is_skipped_on_remote_storage_too():
     lines = [json.dumps(prediction("before")), "x" * (2 * batch.MAX_RECORD_BYTES), json.dumps(prediction("after"))]
     read = list(logs._iter_jsonl_lines(_RemoteFileSystem("\n".join(lines).encode()), "a.jsonl", []))
-    assert [(number, text[:10], size) for number, text, size in read] == [
+    assert [(number, text[:10].decode(), size) for number, text, size in read] == [
         (1, lines[0][:10], len(lines[0]) + 1),
         (2, "x" * 10, batch.MAX_RECORD_BYTES + 1),
         (3, lines[2][:10], len(lines[2])),

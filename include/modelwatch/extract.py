@@ -29,10 +29,9 @@ from modelwatch.staging import ParquetSink, StagedBatch
 log = logging.getLogger(__name__)
 
 _ROW = "_row"
-_HASH = "_hash"
-_ID = "_id_hash"
-_CANDIDATE_PREDICTIONS = "_candidates_predictions.parquet"
-_CANDIDATE_FEEDBACK = "_candidates_feedback.parquet"
+_CANDIDATE_ANSWERED = "_candidates_answered.parquet"
+_CANDIDATE_ERRORS = "_candidates_errors.arrow"
+_CANDIDATE_FEEDBACK = "_candidates_feedback.arrow"
 
 
 @dataclass
@@ -64,26 +63,46 @@ class Manifest:
         return asdict(self)
 
 
-def _with_row_and_hash(frame: pd.DataFrame, first_row: int, content: list[str]) -> pd.DataFrame:
-    """Add a dense row number, a hash of the request id and a hash of the record's content."""
-    frame = frame.copy()
-    frame[_ROW] = np.arange(first_row, first_row + len(frame), dtype=np.int64)
+def _id_hashes(table: pa.Table) -> np.ndarray:
+    """A 64-bit hash of each row's request id."""
     # Mostly distinct values: hashing them directly beats factorizing them first.
-    frame[_ID] = pd.util.hash_array(frame["request_id"].to_numpy(dtype=object), categorize=False)
-    frame[_HASH] = pd.util.hash_pandas_object(frame[content], index=False, categorize=False).to_numpy()
-    return frame
+    return pd.util.hash_array(table["request_id"].to_numpy(), categorize=False)
 
 
-def _candidate_schema(schema: pa.Schema) -> pa.Schema:
-    return (
-        schema.append(pa.field(_ROW, pa.int64()))
-        .append(pa.field(_ID, pa.uint64()))
-        .append(pa.field(_HASH, pa.uint64()))
-    )
+def _batches_with_rows(staged: StagedBatch) -> Iterator[tuple[np.ndarray, pa.Table]]:
+    """Each batch of the candidates (answered ones, then errors) and the candidate row numbers it holds."""
+    first = 0
+    for name in (_CANDIDATE_ANSWERED, _CANDIDATE_ERRORS):
+        for record_batch in staged.iter_batches(name):
+            yield np.arange(first, first + record_batch.num_rows), pa.Table.from_batches([record_batch])
+            first += record_batch.num_rows
 
 
-def _duplicate_masks(staged: StagedBatch) -> tuple[np.ndarray, np.ndarray, int, int]:
-    """Which candidate rows to keep and which to quarantine, from three integer columns.
+def _content_hashes(staged: StagedBatch, rows: np.ndarray, total: int, content: list[str]) -> np.ndarray:
+    """A hash of the content (everything but where it was read) of each given candidate row, aligned with `rows`.
+
+    Only rows whose request id occurs more than once are hashed: a day's
+    duplicates are few, and hashing every record would cost more than reading it.
+    """
+    wanted = np.zeros(total, dtype=bool)
+    wanted[rows] = True
+    found, hashes = [], []
+    for numbers, table in _batches_with_rows(staged):
+        picked = wanted[numbers]
+        if picked.any():
+            texts = [json.dumps(r, default=str, sort_keys=True)
+                     for r in table.filter(pa.array(picked)).select(content).to_pylist()]
+            found.append(numbers[picked])
+            hashes.append(pd.util.hash_array(np.asarray(texts, dtype=object), categorize=False))
+    found_rows, found_hashes = np.concatenate(found), np.concatenate(hashes)
+    return found_hashes[np.searchsorted(found_rows, rows)]
+
+
+def _duplicate_masks(
+    staged: StagedBatch, ids: np.ndarray, content: list[str]
+) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Which candidate rows to keep and which to quarantine, from request-id hashes and, for repeated
+    ids only, content hashes.
 
     Rows are grouped by request-id hash: a group with one content hash keeps its
     first row (the rest are identical copies); a group with several content hashes
@@ -91,12 +110,16 @@ def _duplicate_masks(staged: StagedBatch) -> tuple[np.ndarray, np.ndarray, int, 
     10M-row day to a few hundred MB. Two different request ids sharing a 64-bit
     hash would be quarantined as a conflict, never silently merged.
     """
-    keys = staged.read_keys(_CANDIDATE_PREDICTIONS, columns=[_ROW, _ID, _HASH])
-    rows, ids, hashes = (keys[c].to_numpy() for c in (_ROW, _ID, _HASH))
-    del keys
-    order = np.lexsort((rows, hashes, ids))
-    ids, hashes, rows = ids[order], hashes[order], rows[order]
-    del order
+    rows = np.argsort(ids, kind="stable")
+    ids = ids[rows]
+    hashes = np.zeros(len(rows), dtype=np.uint64)
+    repeated = np.zeros(len(rows), dtype=bool)
+    repeated[1:] = ids[1:] == ids[:-1]
+    repeated[:-1] |= repeated[1:]
+    if repeated.any():
+        hashes[repeated] = _content_hashes(staged, rows[repeated], len(rows), content)
+        order = np.lexsort((rows, hashes, ids))
+        ids, rows, hashes = ids[order], rows[order], hashes[order]
     new_id = np.ones(len(ids), dtype=bool)
     new_id[1:] = ids[1:] != ids[:-1]
     new_hash = new_id.copy()
@@ -111,33 +134,33 @@ def _duplicate_masks(staged: StagedBatch) -> tuple[np.ndarray, np.ndarray, int, 
     return keep, quarantine, dropped, int((new_id & conflicting).sum())
 
 
-def _dedupe_predictions(staged: StagedBatch, out: ParquetSink, quarantine: ParquetSink) -> tuple[int, int]:
+def _dedupe_predictions(staged: StagedBatch, ids: np.ndarray, out: ParquetSink,
+                        quarantine: ParquetSink) -> tuple[int, int]:
     """Keep identical copies once; quarantine every copy of a conflicting request id.
 
-    Kept rows are written answered ones first, then errors (see `modelwatch.batch`).
+    The candidates hold answered rows first, then errors, as the staged file must (see `modelwatch.batch`).
     """
-    keep, conflicting, dropped, conflicts = _duplicate_masks(staged)
-    for answered in (True, False):
-        for table, kept in _kept_rows(staged, keep, answered):
-            out.write(kept.select(out.schema.names).cast(out.schema))
-            if answered:
-                _quarantine_conflicts(table.filter(pa.array(conflicting[table[_ROW].to_numpy()])), quarantine)
+    keep, conflicting, dropped, conflicts = _duplicate_masks(staged, ids, _content(out.schema))
+    for numbers, table in _batches_with_rows(staged):
+        out.write(table.filter(pa.array(keep[numbers])))
+        _quarantine_conflicts(table.filter(pa.array(conflicting[numbers])), quarantine)
     return dropped, conflicts
 
 
-def _kept_rows(staged: StagedBatch, keep: np.ndarray, answered: bool) -> Iterator[tuple[pa.Table, pa.Table]]:
-    """Each batch of candidates, and its kept rows whose status is (or is not) ``ok``."""
-    for record_batch in staged.iter_batches(_CANDIDATE_PREDICTIONS, rows=logs.CHUNK_ROWS):
-        table = pa.Table.from_batches([record_batch])
-        is_ok = pc.equal(table["status"], "ok")
-        wanted = pc.and_(pa.array(keep[table[_ROW].to_numpy()]), is_ok if answered else pc.invert(is_ok))
-        yield table, table.filter(wanted)
+def _repeats(ids: np.ndarray) -> bool:
+    """Whether any request-id hash occurs twice."""
+    ordered = np.sort(ids)
+    return bool(len(ordered) > 1 and (ordered[1:] == ordered[:-1]).any())
+
+
+def _content(schema: pa.Schema) -> list[str]:
+    """The columns that make two records of one request id copies of each other: all but where they were read."""
+    return [n for n in schema.names if n not in ("source_file", "line_number")]
 
 
 def _quarantine_conflicts(bad: pa.Table, quarantine: ParquetSink) -> None:
     if not bad.num_rows:
         return
-    content = [n for n in bad.schema.names if n not in ("source_file", "line_number", _ROW, _ID, _HASH)]
     quarantine.write(
         pd.DataFrame(
             {
@@ -147,7 +170,7 @@ def _quarantine_conflicts(bad: pa.Table, quarantine: ParquetSink) -> None:
                 "reason": "conflicting_duplicate",
                 "raw": [
                     logs.reference_text(json.dumps(r, default=str, sort_keys=True))
-                    for r in bad.select(content).to_pylist()
+                    for r in bad.select(_content(bad.schema)).to_pylist()
                 ],
             }
         )
@@ -156,9 +179,10 @@ def _quarantine_conflicts(bad: pa.Table, quarantine: ParquetSink) -> None:
 
 def _latest_labels(staged: StagedBatch, out: ParquetSink) -> int:
     """Keep the latest label per request id (later files win ties); return corrections."""
-    table = staged.read_keys(_CANDIDATE_FEEDBACK, columns=None)
+    table = staged.read_scratch(_CANDIDATE_FEEDBACK)
     if table.num_rows == 0:
         return 0
+    table = table.append_column(_ROW, pa.array(np.arange(table.num_rows)))
     ordered = table.sort_by([("request_id", "ascending"), ("label_timestamp", "ascending"), (_ROW, "ascending")])
     ids = ordered["request_id"].combine_chunks()
     is_last = np.ones(len(ids), dtype=bool)
@@ -202,18 +226,37 @@ def extract_interval(
 
 def _extract_predictions(model, start, end, staged: StagedBatch, quarantine: ParquetSink, manifest) -> None:
     schema = batch.prediction_schema(model)
-    content = [n for n in schema.names if n not in ("source_file", "line_number")]
     stats = logs.ReadStats()
     quarantined_before = quarantine.rows
-    with staged.sink(_CANDIDATE_PREDICTIONS, _candidate_schema(schema)) as candidates:
-        for day, chunk in logs.iter_partition_chunks(model, "predictions", logs.partition_days(start, end), stats):
-            normalized = logs.normalize_predictions(chunk, model, day, start, end)
-            candidates.write(_with_row_and_hash(normalized.rows, candidates.rows, content))
-            quarantine.write(normalized.quarantined)
-            stats.outside_interval += normalized.outside_interval
-    with staged.sink(staging.PREDICTIONS, schema) as predictions:
-        manifest.duplicates_dropped, conflicts = _dedupe_predictions(staged, predictions, quarantine)
-    staged.remove(_CANDIDATE_PREDICTIONS)
+    ids: dict[bool, list[np.ndarray]] = {True: [], False: []}
+    # Answered rows go straight to the staged file; only a day with a repeated request id writes it again.
+    predictions = staged.sink(staging.PREDICTIONS, schema)
+    try:
+        with staged.scratch_sink(_CANDIDATE_ERRORS, schema) as errors:
+            for day, block in logs.iter_partition_blocks(model, "predictions", logs.partition_days(start, end), stats):
+                normalized = logs.stage_predictions(block, model, day, start, end)
+                answered = pc.equal(normalized.rows["status"], "ok")
+                for is_ok, sink in ((True, predictions), (False, errors)):
+                    rows = normalized.rows.filter(answered if is_ok else pc.invert(answered))
+                    sink.write(rows)
+                    ids[is_ok].append(_id_hashes(rows))
+                quarantine.write(normalized.quarantined)
+                stats.outside_interval += normalized.outside_interval
+        every_id = np.concatenate([*ids[True], *ids[False], np.zeros(0, dtype=np.uint64)])
+        conflicts = 0
+        if not _repeats(every_id):
+            for record_batch in staged.iter_batches(_CANDIDATE_ERRORS):
+                predictions.write(pa.Table.from_batches([record_batch]))
+            predictions.close()
+        else:
+            predictions.close(staged.url(_CANDIDATE_ANSWERED))
+            with staged.sink(staging.PREDICTIONS, schema) as predictions:
+                manifest.duplicates_dropped, conflicts = _dedupe_predictions(staged, every_id, predictions, quarantine)
+            staged.remove(_CANDIDATE_ANSWERED)
+    except BaseException:
+        predictions.discard()
+        raise
+    staged.remove(_CANDIDATE_ERRORS)
     manifest.rows_read = stats.records_read
     manifest.rows_valid = predictions.rows
     manifest.rows_quarantined = quarantine.rows - quarantined_before
@@ -231,10 +274,10 @@ def _extract_feedback(model, start, end, staged: StagedBatch, quarantine: Parque
     manifest.label_window_start = window_start.isoformat()
     stats = logs.ReadStats()
     quarantined_before = quarantine.rows
-    with staged.sink(_CANDIDATE_FEEDBACK, _candidate_schema(batch.FEEDBACK_SCHEMA)) as candidates:
-        for day, chunk in logs.iter_partition_chunks(model, "feedback", logs.partition_days(window_start, end), stats):
-            normalized = logs.normalize_feedback(chunk, day, start, end, known_before=end)
-            candidates.write(_with_row_and_hash(normalized.rows, candidates.rows, ["request_id"]))
+    with staged.scratch_sink(_CANDIDATE_FEEDBACK, batch.FEEDBACK_SCHEMA) as candidates:
+        for day, block in logs.iter_partition_blocks(model, "feedback", logs.partition_days(window_start, end), stats):
+            normalized = logs.stage_feedback(block, day, start, end, known_before=end)
+            candidates.write(normalized.rows)
             quarantine.write(normalized.quarantined)
     with staged.sink(staging.FEEDBACK, batch.FEEDBACK_SCHEMA) as feedback:
         manifest.label_corrections = _latest_labels(staged, feedback)

@@ -19,7 +19,6 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from functools import partial
 
 import fsspec
 import numpy as np
@@ -27,7 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from modelwatch import batch
+from modelwatch import batch, columnar
 from modelwatch.config import ModelConfig
 
 log = logging.getLogger(__name__)
@@ -167,42 +166,63 @@ def reference_text(text: str) -> str:
     return text if len(text) <= batch.RAW_TEXT_LIMIT else text[: batch.RAW_TEXT_LIMIT] + "…"
 
 
-_LINE_LIMIT = batch.MAX_RECORD_BYTES + 1  # bytes one readline may return: a record and its newline
-_SKIP_BLOCK = 1 << 20  # bytes read at a time while skipping the rest of an oversized line
+_LINE_LIMIT = batch.MAX_RECORD_BYTES + 1  # bytes a record and its newline may take
+_READ_BYTES = 1 << 20  # bytes decompressed or read at a time
 
 
-def _iter_jsonl_lines(fs, path: str, damage: list[FileDamage]) -> Iterator[tuple[int, str, int]]:
-    """Yield (line number, text, bytes read) of non-blank lines; a cut-off .gz is reported, not raised.
+def _iter_jsonl_lines(fs, path: str, damage: list[FileDamage]) -> Iterator[tuple[int, bytes, int]]:
+    """Yield (line number, bytes, bytes read) of non-blank lines; a cut-off .gz is reported, not raised.
 
-    No line is held whole when it is longer than MAX_RECORD_BYTES: its text is
-    its first RAW_TEXT_LIMIT characters and its bytes read are reported as
-    MAX_RECORD_BYTES + 1; the rest of it is skipped block by block.
+    No line is held whole when it is longer than MAX_RECORD_BYTES: its bytes
+    are its first 4 * RAW_TEXT_LIMIT and its bytes read are reported as
+    MAX_RECORD_BYTES + 1; the rest of it is passed over as it is read.
     """
     number = 0
     try:
         with fs.open(path, "rb") as handle:
             stream = gzip.open(handle, "rb") if path.endswith(".gz") else _line_reader(handle)
-            for number, line in enumerate(iter(partial(stream.readline, _LINE_LIMIT), b""), start=1):
-                if len(line) == _LINE_LIMIT and not line.endswith(b"\n"):
-                    _skip_rest_of_line(stream)
-                    head = line[: 4 * batch.RAW_TEXT_LIMIT].decode("utf-8", errors="replace")
-                    yield number, head[: batch.RAW_TEXT_LIMIT + 1], _LINE_LIMIT
-                    continue
-                text = line.decode("utf-8", errors="replace").rstrip("\r\n")
-                if text.strip():
-                    yield number, text, len(line)
+            head, size = b"", 0  # the line begun in an earlier block: its first _LINE_LIMIT bytes, its length
+            while block := stream.read1(_READ_BYTES):
+                parts = block.split(b"\n")
+                for part in parts[:-1]:
+                    number += 1
+                    line, length = (head + part[:_LINE_LIMIT], size + len(part)) if size else (part, len(part))
+                    head, size = b"", 0
+                    if (found := _line(number, line, length, length + 1)) is not None:
+                        yield found
+                tail = parts[-1]
+                head += tail[: max(0, _LINE_LIMIT - len(head))]
+                size += len(tail)
+            if size:  # the last line has no newline
+                number += 1
+                if (found := _line(number, head, size, size)) is not None:
+                    yield found
     except (EOFError, OSError, zlib.error) as exc:
         damage.append(_damage(path, f"unreadable after line {number}: {exc}"))
 
 
+def _line(number: int, line: bytes, length: int, read: int) -> tuple[int, bytes, int] | None:
+    """What `_iter_jsonl_lines` yields of one line of `length` bytes (without its newline), or None if blank."""
+    if length >= _LINE_LIMIT:
+        return number, line[: 4 * batch.RAW_TEXT_LIMIT], _LINE_LIMIT
+    text = line.rstrip(b"\r")
+    return None if _blank(text) else (number, text, read)
+
+
 def _line_reader(handle):
-    """A binary stream whose readline takes a size (that of fsspec's remote files does not)."""
+    """A binary stream with read1 (fsspec's remote files have none)."""
     return io.BufferedReader(handle) if isinstance(handle, fsspec.spec.AbstractBufferedFile) else handle
 
 
-def _skip_rest_of_line(stream) -> None:
-    while (block := stream.readline(_SKIP_BLOCK)) and not block.endswith(b"\n"):
-        pass
+def _blank(line: bytes) -> bool:
+    """Whether a line holds only white space, Unicode's included."""
+    stripped = line.strip()
+    return not stripped or (not stripped.isascii() and not _text_of(stripped).strip())
+
+
+def _text_of(line: bytes) -> str:
+    """A line's text; bytes that are not UTF-8 read as U+FFFD."""
+    return line.decode("utf-8", errors="replace")
 
 
 def _split_mapping(
@@ -307,10 +327,53 @@ def _nested_deeper(mapping: dict, depth: int = batch.MAX_JSON_DEPTH) -> bool:
     return bool(level)
 
 
-def _iter_json_chunks(fs, path, fields, feature_names, context_names, damage) -> Iterator[RawChunk]:
-    """Chunks of at most CHUNK_ROWS lines and MAX_CHUNK_BYTES bytes read."""
+@dataclass
+class Block:
+    """Up to CHUNK_ROWS records of one file: their Arrow columns where they decode, and the record path.
+
+    `records` holds the records of the block's rows `typed` as Arrow typed
+    them (None when it could not: the record path reads them all); `keys` says
+    which keys a record held where its columns show a null (see
+    `modelwatch.columnar`). `raw(rows)` is the record path's `RawChunk` of the
+    given rows (all when None).
+    """
+
+    source_file: str
+    line_numbers: np.ndarray
+    records: pa.Table | pa.RecordBatch | None
+    typed: np.ndarray
+    keys: object
+    raw: Callable[[np.ndarray | None], RawChunk]
+
+    def __len__(self) -> int:
+        return len(self.line_numbers)
+
+
+def _json_block(path, numbers, lines, too_large, fields, feature_names, context_names, schema) -> Block:
+    """A block of JSONL lines, decoded at once by Arrow but for the lines too large to read."""
+    records = keys = None
+    typed = np.setdiff1d(np.arange(len(lines)), too_large)
+    if schema is not None and len(typed):
+        readable = [lines[i] for i in typed] if too_large else lines
+        records = columnar.decode_json_lines(readable, schema)
+        if records is not None:
+            keys = columnar.JsonKeys(readable, records.schema)
+
+    def raw(rows: np.ndarray | None) -> RawChunk:
+        picked = range(len(lines)) if rows is None else rows.tolist()
+        large = set(too_large)
+        texts = [_text_of(lines[i])[: batch.RAW_TEXT_LIMIT + 1] if i in large else _text_of(lines[i])
+                 for i in picked]
+        return _json_chunk(path, [numbers[i] for i in picked], texts,
+                           [k for k, i in enumerate(picked) if i in large], fields, feature_names, context_names)
+
+    return Block(batch.safe_text(path), np.asarray(numbers, dtype=np.int64), records, typed, keys, raw)
+
+
+def _iter_json_blocks(fs, path, fields, feature_names, context_names, damage, schema) -> Iterator[Block]:
+    """Blocks of at most CHUNK_ROWS lines and MAX_CHUNK_BYTES bytes read."""
     numbers: list[int] = []
-    lines: list[str] = []
+    lines: list[bytes] = []
     too_large: list[int] = []
     size = 0
     for number, text, read in _iter_jsonl_lines(fs, path, damage):
@@ -320,10 +383,10 @@ def _iter_json_chunks(fs, path, fields, feature_names, context_names, damage) ->
         lines.append(text)
         size += read
         if len(lines) == CHUNK_ROWS or size >= batch.MAX_CHUNK_BYTES:
-            yield _json_chunk(path, numbers, lines, too_large, fields, feature_names, context_names)
+            yield _json_block(path, numbers, lines, too_large, fields, feature_names, context_names, schema)
             numbers, lines, too_large, size = [], [], [], 0
     if lines:
-        yield _json_chunk(path, numbers, lines, too_large, fields, feature_names, context_names)
+        yield _json_block(path, numbers, lines, too_large, fields, feature_names, context_names, schema)
 
 
 # A cut value stays longer than every bound, so that its record is quarantined, never kept cut.
@@ -389,20 +452,9 @@ def _sanitized_text(array: pa.Array) -> tuple[pa.Array, np.ndarray | None]:
         )
     if _longest(array) > _CLIP_CHARS:
         array = pc.utf8_slice_codeunits(array, 0, _CLIP_CHARS)
-    if not _holds_zero_byte(array):
+    if not columnar.holds_zero_byte(array):
         return array, None
     return array, pc.fill_null(pc.match_substring(array, "\x00"), False).to_numpy(zero_copy_only=False)
-
-
-def _holds_zero_byte(array: pa.Array) -> bool:
-    """Whether the bytes of a string column's values hold a zero: one scan of its data, not one per value."""
-    _, offsets, data = array.buffers()
-    if data is None or not len(array):
-        return False
-    width = np.int64 if pa.types.is_large_string(array.type) else np.int32
-    first, last = np.frombuffer(offsets, dtype=width)[[array.offset, array.offset + len(array)]]
-    values = np.frombuffer(data, dtype=np.uint8, count=int(last - first), offset=int(first))
-    return bool(np.count_nonzero(values) != len(values))
 
 
 def _longest(array: pa.Array) -> int:
@@ -477,7 +529,7 @@ def _struct_columns(
 
 
 def _parquet_chunk(
-    source_file: str, record_batch: pa.RecordBatch, first_row: int, fields: tuple[str, ...],
+    source_file: str, record_batch: pa.RecordBatch, line_numbers: np.ndarray, fields: tuple[str, ...],
     feature_names: list[str], context_names: list[str],
 ) -> RawChunk:
     rows = record_batch.num_rows
@@ -522,7 +574,7 @@ def _parquet_chunk(
 
     return RawChunk(
         source_file=batch.safe_text(source_file),
-        line_numbers=np.arange(first_row + 1, first_row + rows + 1, dtype=np.int64),
+        line_numbers=line_numbers,
         fields=columns,
         features=features,
         extra_features=extra,
@@ -533,26 +585,47 @@ def _parquet_chunk(
     )
 
 
-def _iter_parquet_chunks(fs, path, fields, feature_names, context_names, damage) -> Iterator[RawChunk]:
+def _parquet_block(path, record_batch: pa.RecordBatch, first_row: int, fields, feature_names,
+                   context_names) -> Block:
+    numbers = np.arange(first_row + 1, first_row + record_batch.num_rows + 1, dtype=np.int64)
+
+    def raw(rows: np.ndarray | None) -> RawChunk:
+        if rows is None:
+            return _parquet_chunk(path, record_batch, numbers, fields, feature_names, context_names)
+        # Cleaned before the rows are copied: a value past every bound is cut, never copied whole, and a
+        # column read as text is read so for all rows, as the record path alone reads it.
+        cleaned = pa.RecordBatch.from_arrays([_sanitized(column)[0] for column in record_batch.columns],
+                                             names=record_batch.schema.names)
+        picked = cleaned.take(pa.array(rows, type=pa.int64()))
+        return _parquet_chunk(path, picked, numbers[rows], fields, feature_names, context_names)
+
+    return Block(batch.safe_text(path), numbers, record_batch, np.arange(len(numbers)), columnar.StructKeys(), raw)
+
+
+def _iter_parquet_blocks(fs, path, fields, feature_names, context_names, damage, schema) -> Iterator[Block]:
     first_row = 0
     try:
         with fs.open(path, "rb") as handle:
             parquet = batch.streaming_parquet(handle)
             for record_batch in parquet.iter_batches(batch_size=CHUNK_ROWS):
-                yield _parquet_chunk(path, record_batch, first_row, fields, feature_names, context_names)
+                yield _parquet_block(path, record_batch, first_row, fields, feature_names, context_names)
                 first_row += record_batch.num_rows
     except (OSError, pa.ArrowException) as exc:
         damage.append(_damage(path, f"unreadable after row {first_row}: {exc}"))
 
 
-def iter_raw_chunks(
+def iter_blocks(
     path: str, fields: tuple[str, ...], feature_names: list[str], context_names: list[str],
-    damage: list[FileDamage],
-) -> Iterator[RawChunk]:
-    """Stream one log file as raw chunks; damage is appended to `damage`, never raised."""
+    damage: list[FileDamage], json_schema: pa.Schema | None = None,
+) -> Iterator[Block]:
+    """Stream one log file as blocks; damage is appended to `damage`, never raised.
+
+    JSONL lines are decoded by Arrow with `json_schema` (see
+    `modelwatch.columnar`); without one, only the record path reads them.
+    """
     fs, _ = fsspec.core.url_to_fs(path)
-    reader = _iter_parquet_chunks if path.endswith(".parquet") else _iter_json_chunks
-    yield from reader(fs, path, fields, feature_names, context_names, damage)
+    reader = _iter_parquet_blocks if path.endswith(".parquet") else _iter_json_blocks
+    yield from reader(fs, path, fields, feature_names, context_names, damage, json_schema)
 
 
 # ---------------------------------------------------------------- value checks
@@ -723,11 +796,15 @@ def _day_bounds(day: date) -> tuple[pd.Timestamp, pd.Timestamp]:
 
 @dataclass
 class Normalized:
-    """A chunk split into candidate rows and quarantined rows."""
+    """A chunk split into candidate rows (the staged schema) and quarantined rows."""
 
-    rows: pd.DataFrame
+    rows: pa.Table
     quarantined: pd.DataFrame
     outside_interval: int = 0
+
+
+def _staged(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
+    return pa.Table.from_pandas(frame, schema=schema, preserve_index=False, safe=False)
 
 
 def _quarantine_frame(chunk: RawChunk, kind: str, bad: np.ndarray, reasons: pd.Series) -> pd.DataFrame:
@@ -867,7 +944,7 @@ def normalize_predictions(
         }
     )
     return Normalized(
-        rows=frame[keep].reset_index(drop=True),
+        rows=_staged(frame[keep], batch.prediction_schema(model)),
         quarantined=_quarantine_frame(chunk, "predictions", ~ok & owned, reasons.values),
         outside_interval=int((ok & ~in_interval).sum()),
     )
@@ -914,10 +991,45 @@ def normalize_feedback(
         }
     )
     return Normalized(
-        rows=frame[ok & known].reset_index(drop=True),
+        rows=_staged(frame[ok & known], batch.FEEDBACK_SCHEMA),
         quarantined=_quarantine_frame(chunk, "feedback", ~ok & owned, reasons.values),
         outside_interval=int((ok & ~known).sum()),
     )
+
+
+def stage_predictions(block: Block, model: ModelConfig, day: date, start: datetime, end: datetime) -> Normalized:
+    """`normalize_predictions` of a block: Arrow's columns where every rule surely holds, the record path
+    for the rest (`modelwatch.columnar`)."""
+    fast = None if block.records is None else columnar.predictions(
+        block.records, model, day, start, end, block.source_file, block.line_numbers[block.typed], block.keys)
+    return _combined(block, fast, lambda rows: normalize_predictions(block.raw(rows), model, day, start, end),
+                     batch.prediction_schema(model))
+
+
+def stage_feedback(block: Block, day: date, start: datetime, end: datetime, known_before: datetime) -> Normalized:
+    """`normalize_feedback` of a block, as `stage_predictions` does it."""
+    fast = None if block.records is None else columnar.feedback(
+        block.records, day, start, end, known_before, block.source_file, block.line_numbers[block.typed])
+    return _combined(block, fast, lambda rows: normalize_feedback(block.raw(rows), day, start, end, known_before),
+                     batch.FEEDBACK_SCHEMA)
+
+
+def _combined(block: Block, fast, record_path: Callable[[np.ndarray | None], Normalized],
+              schema: pa.Schema) -> Normalized:
+    """The fast path's rows and the record path's of the rest of the block, in line order."""
+    if fast is None:
+        return record_path(None)
+    slow = np.ones(len(block), dtype=bool)
+    slow[block.typed] = fast.slow
+    if not slow.any():
+        return Normalized(fast.rows, _no_quarantine(), fast.outside_interval)
+    slow = record_path(np.flatnonzero(slow))
+    return Normalized(columnar.concatenated([fast.rows, slow.rows], schema), slow.quarantined,
+                      fast.outside_interval + slow.outside_interval)
+
+
+def _no_quarantine() -> pd.DataFrame:
+    return pd.DataFrame({name: [] for name in batch.QUARANTINE_SCHEMA.names})
 
 
 # ---------------------------------------------------------------- partition reads
@@ -938,13 +1050,15 @@ class ReadStats:
     empty_partitions: list[str] = field(default_factory=list)
 
 
-def iter_partition_chunks(
+def iter_partition_blocks(
     model: ModelConfig, kind: str, days: list[date], stats: ReadStats
-) -> Iterator[tuple[date, RawChunk]]:
-    """Stream every chunk of every file in the given partitions of one kind."""
-    fields = PREDICTION_FIELDS if kind == "predictions" else FEEDBACK_FIELDS
-    feature_names = [f.name for f in model.features] if kind == "predictions" else []
-    context_names = batch.context_keys(model) if kind == "predictions" else []
+) -> Iterator[tuple[date, Block]]:
+    """Stream every block of every file in the given partitions of one kind."""
+    if kind == "predictions":
+        fields, feature_names = PREDICTION_FIELDS, [f.name for f in model.features]
+        context_names, json_schema = batch.context_keys(model), columnar.prediction_json_schema(model)
+    else:
+        fields, feature_names, context_names, json_schema = FEEDBACK_FIELDS, [], [], columnar.FEEDBACK_JSON_SCHEMA
     for day in days:
         partition = list_partition(model.log_url, model.name, kind, day)
         if not partition.exists:
@@ -953,9 +1067,9 @@ def iter_partition_chunks(
         stats.ignored_files.extend(partition.ignored)
         records_before = stats.records_read
         for path in partition.files:
-            for chunk in iter_raw_chunks(path, fields, feature_names, context_names, stats.damaged_files):
-                stats.records_read += len(chunk)
-                yield day, chunk
+            for block in iter_blocks(path, fields, feature_names, context_names, stats.damaged_files, json_schema):
+                stats.records_read += len(block)
+                yield day, block
             stats.files_read.append(batch.safe_text(path))
             log.info("read %s (%d records so far)", batch.safe_text(path), stats.records_read)
         if stats.records_read == records_before:

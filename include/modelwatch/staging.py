@@ -103,8 +103,8 @@ def _atomic_write(url: str, data: bytes) -> None:
     fs.mv(temporary, path)
 
 
-class ParquetSink:
-    """Append frames to one staged Parquet file; it appears under its name on `close`."""
+class _Sink:
+    """Append tables to one staged file; it appears under its name on `close`, never half written."""
 
     def __init__(self, url: str, schema: pa.Schema):
         self.url = url
@@ -113,7 +113,11 @@ class ParquetSink:
         self._fs, self._path = _fs(url)
         self._temporary = f"{self._path}.{uuid.uuid4().hex[:8]}.tmp"
         self._handle = self._fs.open(self._temporary, "wb")
-        self._writer = pq.ParquetWriter(self._handle, schema, compression="zstd")
+        self._writer = self._open_writer()
+        self._done = False
+
+    def _open_writer(self):
+        raise NotImplementedError
 
     def write(self, frame: pd.DataFrame | pa.Table) -> None:
         if len(frame) == 0:
@@ -124,7 +128,7 @@ class ParquetSink:
         self._writer.write_table(table)
         self.rows += len(frame)
 
-    def __enter__(self) -> ParquetSink:
+    def __enter__(self) -> _Sink:
         return self
 
     def __exit__(self, kind, error, traceback) -> None:
@@ -133,20 +137,49 @@ class ParquetSink:
         else:
             self.discard()
 
-    def close(self) -> None:
-        """Finish the file and give it its name."""
+    def close(self, url: str | None = None) -> None:
+        """Finish the file and give it its name, or the name of `url` (in the same filesystem)."""
+        self._done = True
         self._writer.close()
         self._handle.close()
-        self._fs.mv(self._temporary, self._path)
+        self._fs.mv(self._temporary, self._path if url is None else _fs(url)[1])
 
     def discard(self) -> None:
-        """Drop a file that will not be finished (the write failed)."""
+        """Drop a file that will not be finished (the write failed); nothing once it is closed or dropped."""
+        if self._done:
+            return
+        self._done = True
         try:
             self._writer.close()
             self._handle.close()
         finally:
             if self._fs.exists(self._temporary):
                 self._fs.rm(self._temporary)
+
+
+class ParquetSink(_Sink):
+    """A staged Parquet file.
+
+    Only text columns with few distinct values are dictionary-encoded: the
+    dictionary of a column of ids or numbers costs more to build than it saves.
+    """
+
+    def _open_writer(self) -> pq.ParquetWriter:
+        few_values = [field.name for field in self.schema if _few_values(field)]
+        return pq.ParquetWriter(self._handle, self.schema, compression="zstd", use_dictionary=few_values)
+
+
+class ScratchSink(_Sink):
+    """An Arrow IPC file an extract writes and reads back before it publishes: no encoding to pay for twice."""
+
+    def _open_writer(self) -> pa.ipc.RecordBatchFileWriter:
+        return pa.ipc.new_file(self._handle, self.schema, options=pa.ipc.IpcWriteOptions(compression="lz4"))
+
+
+def _few_values(field: pa.Field) -> bool:
+    """Whether a staged column holds few distinct values (`StagedBatch.read` gives it as categories)."""
+    return field.name in LOW_CARDINALITY or (
+        field.name.startswith((batch.CONTEXT_PREFIX, batch.FEATURE_PREFIX)) and pa.types.is_string(field.type))
 
 
 class StagedBatch:
@@ -184,6 +217,27 @@ class StagedBatch:
 
     def sink(self, name: str, schema: pa.Schema) -> ParquetSink:
         return ParquetSink(self.url(name), schema)
+
+    def scratch_sink(self, name: str, schema: pa.Schema) -> ScratchSink:
+        """A file of this attempt read back before it publishes (`iter_batches`), then removed."""
+        return ScratchSink(self.url(name), schema)
+
+    def iter_batches(self, name: str) -> Iterator[pa.RecordBatch]:
+        """The record batches of a scratch file as they were written, or of a staged Parquet file."""
+        fs, path = _fs(self.url(name))
+        with fs.open(path, "rb") as handle:
+            if name.endswith(".parquet"):
+                yield from batch.streaming_parquet(handle).iter_batches()
+                return
+            reader = pa.ipc.open_file(handle)
+            for index in range(reader.num_record_batches):
+                yield reader.get_batch(index)
+
+    def read_scratch(self, name: str) -> pa.Table:
+        """A whole scratch file as one table."""
+        fs, path = _fs(self.url(name))
+        with fs.open(path, "rb") as handle:
+            return pa.ipc.open_file(handle).read_all()
 
     def write_frame(self, name: str, frame: pd.DataFrame) -> None:
         table = pa.Table.from_pandas(frame, preserve_index=False)
@@ -226,11 +280,7 @@ class StagedBatch:
         with fs.open(path, "rb") as handle:
             schema = pq.ParquetFile(handle).schema_arrow
         names = columns if columns is not None else schema.names
-        dictionary = [
-            n for n in names
-            if n in LOW_CARDINALITY or (n.startswith((batch.CONTEXT_PREFIX, batch.FEATURE_PREFIX))
-                                        and pa.types.is_string(schema.field(n).type))
-        ]
+        dictionary = [n for n in names if _few_values(schema.field(n))]
         with fs.open(path, "rb") as handle:
             table = pq.read_table(handle, columns=columns, read_dictionary=dictionary, pre_buffer=False)
         # Each Arrow column is released as soon as it is converted.
@@ -250,18 +300,6 @@ class StagedBatch:
                     yield record_batch.to_pandas(types_mapper=_NULLABLE_BOOLEAN.get)
 
         yield from prefetched(chunks())
-
-    def iter_batches(self, name: str, rows: int) -> Iterator[pa.RecordBatch]:
-        """Stream a staged file as Arrow record batches."""
-        fs, path = _fs(self.url(name))
-        with fs.open(path, "rb") as handle:
-            yield from batch.streaming_parquet(handle).iter_batches(batch_size=rows)
-
-    def read_keys(self, name: str, columns: list[str] | None) -> pa.Table:
-        """Some (or, with None, all) columns of a staged file as one Arrow table."""
-        fs, path = _fs(self.url(name))
-        with fs.open(path, "rb") as handle:
-            return pq.read_table(handle, columns=columns, pre_buffer=False)
 
     def remove(self, name: str) -> None:
         fs, path = _fs(self.url(name))
