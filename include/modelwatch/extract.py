@@ -1,12 +1,14 @@
 """Extract one interval's logs into a staged batch (see `modelwatch.staging`).
 
-Two passes keep memory flat however many files a day holds:
+Memory stays flat however many files a day holds:
 
-1. every chunk of every file is checked and appended to candidate files, with
-   a content hash and a row number per record;
-2. duplicates are resolved from the request ids and hashes alone: identical
-   copies are kept once, conflicting ones are all quarantined; feedback keeps
-   the latest label per request id.
+1. every block of every file is checked (`logs.stage_predictions`); answered
+   rows go straight to the staged file, errors to a scratch file, and a hash
+   of each request id is kept;
+2. errors are appended after the answered rows. Only when a request id
+   repeats is the day written again from the candidates: identical copies are
+   kept once, conflicting ones are all quarantined (contents are compared for
+   the repeated ids only). Feedback keeps the latest label per request id.
 """
 
 from __future__ import annotations

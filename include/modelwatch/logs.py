@@ -1,8 +1,10 @@
-"""Read inference logs as the log contract says, one file and one chunk at a time.
+"""Read inference logs as the log contract says, one file and one block at a time.
 
-Records arrive as JSONL lines or Parquet record batches. Each chunk is turned
-into columns of raw values, checked with vectorized rules, and split into
-candidate rows (staged schema of `modelwatch.batch`) and quarantined rows
+Records arrive as JSONL lines or Parquet record batches, in blocks of at most
+CHUNK_ROWS. A block's rows that surely meet every rule are staged from its
+Arrow columns (`modelwatch.columnar`); the rest take the record path here:
+turned into columns of raw values, checked with vectorized rules, and split
+into candidate rows (staged schema of `modelwatch.batch`) and quarantined rows
 (with source file, line number, reason and raw text). Nothing is dropped
 without a trace: every record read is either kept, counted as a duplicate,
 counted as belonging to another interval, or quarantined.
@@ -186,6 +188,9 @@ def _iter_jsonl_lines(fs, path: str, damage: list[FileDamage]) -> Iterator[tuple
                 parts = block.split(b"\n")
                 for part in parts[:-1]:
                     number += 1
+                    if not size and part[:1] == b"{" and part[-1:] == b"}":  # a record, within this block
+                        yield number, part, len(part) + 1
+                        continue
                     line, length = (head + part[:_LINE_LIMIT], size + len(part)) if size else (part, len(part))
                     head, size = b"", 0
                     if (found := _line(number, line, length, length + 1)) is not None:

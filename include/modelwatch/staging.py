@@ -32,7 +32,7 @@ import logging
 import re
 import uuid
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -104,7 +104,12 @@ def _atomic_write(url: str, data: bytes) -> None:
 
 
 class _Sink:
-    """Append tables to one staged file; it appears under its name on `close`, never half written."""
+    """Append tables to one staged file; it appears under its name on `close`, never half written.
+
+    Each table is encoded in a background thread while the caller prepares
+    the next (encoding releases the GIL); a failed write is raised by the
+    next `write` or by `close`.
+    """
 
     def __init__(self, url: str, schema: pa.Schema):
         self.url = url
@@ -115,6 +120,8 @@ class _Sink:
         self._handle = self._fs.open(self._temporary, "wb")
         self._writer = self._open_writer()
         self._done = False
+        self._encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelwatch-sink")
+        self._pending: Future | None = None
 
     def _open_writer(self):
         raise NotImplementedError
@@ -125,8 +132,15 @@ class _Sink:
         table = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(
             frame, schema=self.schema, preserve_index=False, safe=False
         )
-        self._writer.write_table(table)
+        self._drain()
+        self._pending = self._encoder.submit(self._writer.write_table, table)
         self.rows += len(frame)
+
+    def _drain(self) -> None:
+        """Wait for the table being written; raise what its write raised."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
 
     def __enter__(self) -> _Sink:
         return self
@@ -139,7 +153,13 @@ class _Sink:
 
     def close(self, url: str | None = None) -> None:
         """Finish the file and give it its name, or the name of `url` (in the same filesystem)."""
+        try:
+            self._drain()
+        except BaseException:
+            self.discard()
+            raise
         self._done = True
+        self._encoder.shutdown()
         self._writer.close()
         self._handle.close()
         self._fs.mv(self._temporary, self._path if url is None else _fs(url)[1])
@@ -149,6 +169,7 @@ class _Sink:
         if self._done:
             return
         self._done = True
+        self._encoder.shutdown(wait=True, cancel_futures=True)
         try:
             self._writer.close()
             self._handle.close()
