@@ -28,7 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from modelwatch import batch, columnar, staging
+from modelwatch import batch, columnar
 from modelwatch.config import ModelConfig
 
 log = logging.getLogger(__name__)
@@ -630,8 +630,7 @@ def iter_blocks(
     """
     fs, _ = fsspec.core.url_to_fs(path)
     reader = _iter_parquet_blocks if path.endswith(".parquet") else _iter_json_blocks
-    # The next block is read, decompressed and decoded while the caller checks this one.
-    yield from staging.prefetched(reader(fs, path, fields, feature_names, context_names, damage, json_schema))
+    yield from reader(fs, path, fields, feature_names, context_names, damage, json_schema)
 
 
 # ---------------------------------------------------------------- value checks
