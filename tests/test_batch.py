@@ -8,7 +8,8 @@ import pytest
 from modelwatch import batch
 
 
-def test_freed_arrow_memory_goes_back_through_jemalloc():
+@pytest.mark.parametrize("within_ms", [0, 1000])
+def test_freed_arrow_memory_goes_back_through_jemalloc(within_ms):
     try:
         pa.jemalloc_memory_pool()
     except NotImplementedError:
@@ -16,7 +17,7 @@ def test_freed_arrow_memory_goes_back_through_jemalloc():
     previous = pa.default_memory_pool()
     pa.set_memory_pool(pa.system_memory_pool())
     try:
-        batch.return_freed_memory_promptly()
+        batch.return_freed_memory(within_ms)
         assert pa.default_memory_pool().backend_name == "jemalloc"
     finally:
         pa.set_memory_pool(previous)

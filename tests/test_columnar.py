@@ -253,3 +253,21 @@ def test_an_extract_stages_the_same_day_without_the_columns(tmp_path, model, mon
     assert (counts["duplicates_dropped"], counts["conflicting_duplicates"]) == (12, 1)
     for name, frame in files.items():
         pd.testing.assert_frame_equal(frame, alone_files[name], obj=name)
+
+
+def test_text_hashes_depend_on_the_text_only():
+    texts = ["a", "ab", "abcdefgh", "abcdefghi", "", "ünïcödé-id", "x" * 70, "req-000001"]
+    one_block = columnar.text_hashes(pa.array(texts))
+    # Other neighbours change the width words are padded to, and non-ASCII text the way bytes are laid out.
+    alone = [columnar.text_hashes(pa.array([text]))[0] for text in texts]
+    ascii_only = columnar.text_hashes(pa.chunked_array([pa.array(["req-000001", "a"]), pa.array(["ab"])]))
+    assert list(one_block) == alone
+    assert list(ascii_only) == [alone[7], alone[0], alone[1]]
+    assert len(set(one_block.tolist())) == len(texts)
+    assert columnar.text_hashes(pa.array([], pa.string())).shape == (0,)
+
+
+def test_text_hashes_of_distinct_ids_are_distinct():
+    ids = pa.array([f"{n:08x}-{n * 7919 % 65536:04x}" for n in range(200_000)])
+    hashes = columnar.text_hashes(ids)
+    assert len(pd.unique(hashes)) == len(ids)

@@ -24,7 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from modelwatch import batch, logs, staging
+from modelwatch import batch, columnar, logs, staging
 from modelwatch.config import ModelConfig
 from modelwatch.staging import ParquetSink, StagedBatch
 
@@ -67,8 +67,7 @@ class Manifest:
 
 def _id_hashes(table: pa.Table) -> np.ndarray:
     """A 64-bit hash of each row's request id."""
-    # Mostly distinct values: hashing them directly beats factorizing them first.
-    return pd.util.hash_array(table["request_id"].to_numpy(), categorize=False)
+    return columnar.text_hashes(table["request_id"])
 
 
 def _batches_with_rows(staged: StagedBatch) -> Iterator[tuple[np.ndarray, pa.Table]]:

@@ -29,6 +29,8 @@ class HistoryIncomplete(RuntimeError):
 
 PROFILE_COLUMN_GROUP = 4
 DRIFT_SAMPLE_ROWS = 1_000_000
+# Extract streams blocks: freed pages are worth keeping for reuse a second (see `batch.return_freed_memory`).
+EXTRACT_FREED_MEMORY_MS = 1000
 
 
 def _utc(moment: datetime) -> datetime:
@@ -124,7 +126,7 @@ def extract(model_name: str, start: datetime, end: datetime, config: ProjectConf
     labels of that many earlier intervals instead of `label_maturity_intervals`;
     `measure` then recomputes as many.
     """
-    batch.return_freed_memory_promptly()
+    batch.return_freed_memory(within_ms=EXTRACT_FREED_MEMORY_MS)
     config, model = _model(model_name, config, label_refresh)
     manifest = extract_module.extract_interval(model, _utc(start), _utc(end), config.staging_url, attempt)
     return manifest.to_dict()
@@ -160,7 +162,7 @@ def validate(model_name: str, folder: str, start: datetime, end: datetime,
     from modelwatch import validation
     from modelwatch.warehouse import load
 
-    batch.return_freed_memory_promptly()
+    batch.return_freed_memory()
     _, model = _model(model_name, config)
     start, end = _utc(start), _utc(end)
     staged = StagedBatch(folder)
@@ -260,7 +262,7 @@ def measure(model_name: str, folder: str, start: datetime, end: datetime,
     """
     from modelwatch import drift, metrics
 
-    batch.return_freed_memory_promptly()
+    batch.return_freed_memory()
     start, end = _utc(start), _utc(end)
     staged = StagedBatch(folder)
     config, model = _model(model_name, config)
