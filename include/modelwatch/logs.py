@@ -12,6 +12,7 @@ counted as belonging to another interval, or quarantined.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import json
@@ -28,7 +29,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from modelwatch import batch, columnar
+from modelwatch import batch, columnar, staging
 from modelwatch.config import ModelConfig
 
 log = logging.getLogger(__name__)
@@ -612,9 +613,13 @@ def _iter_parquet_blocks(fs, path, fields, feature_names, context_names, damage,
     try:
         with fs.open(path, "rb") as handle:
             parquet = batch.streaming_parquet(handle)
-            for record_batch in parquet.iter_batches(batch_size=CHUNK_ROWS):
-                yield _parquet_block(path, record_batch, first_row, fields, feature_names, context_names)
-                first_row += record_batch.num_rows
+            # The next batch is decoded (the GIL released) while this one is checked; the reading
+            # thread is done before the file closes, also when the caller stops early.
+            batches = contextlib.closing(staging.prefetched(parquet.iter_batches(batch_size=CHUNK_ROWS)))
+            with batches as record_batches:
+                for record_batch in record_batches:
+                    yield _parquet_block(path, record_batch, first_row, fields, feature_names, context_names)
+                    first_row += record_batch.num_rows
     except (OSError, pa.ArrowException) as exc:
         damage.append(_damage(path, f"unreadable after row {first_row}: {exc}"))
 
