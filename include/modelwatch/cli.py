@@ -62,6 +62,19 @@ def _run_paths(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_export_tensorboard(args: argparse.Namespace) -> int:
+    from modelwatch import tensorboard_export
+    from modelwatch.warehouse.engine import WarehouseUnavailable
+
+    try:
+        export = tensorboard_export.export_model(args.model, out_dir=args.out, since=args.since, until=args.until)
+    except (tensorboard_export.ExportError, WarehouseUnavailable) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(export.summary())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modelwatch", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
@@ -86,6 +99,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     paths = commands.add_parser("paths", help="print where the code, data, warehouse and registry are")
     paths.set_defaults(handler=_run_paths)
+
+    tensorboard = commands.add_parser(
+        "export-tensorboard", help="write a model's metric history as TensorBoard runs, one per model version"
+    )
+    tensorboard.add_argument("model", help="model name as stored in the warehouse")
+    tensorboard.add_argument("--out", type=Path, help="TensorBoard log folder (default: <data folder>/tensorboard)")
+    tensorboard.add_argument("--since", type=_day, help="first UTC day to export, YYYY-MM-DD (default: all)")
+    tensorboard.add_argument("--until", type=_day, help="last UTC day to export, YYYY-MM-DD (default: all)")
+    tensorboard.set_defaults(handler=_run_export_tensorboard)
     return parser
 
 
