@@ -29,9 +29,14 @@ data interval `[data_interval_start, data_interval_end)` of the model's schedule
    **healthy**.
 9. **notify**: email and webhook through Airflow connections, unless the
    same condition was already told and is no worse.
+10. **publish_metrics**: when a Pushgateway is configured, pushes the
+    interval's KPIs, quality metrics, drift share and decision as Prometheus
+    gauges (docs/prometheus.md), after whichever action ran, also a failed
+    one; a gateway that is down only gives a warning.
 
 The `actions` Param set to `dry_run` decides and records without changing the
-registry or notifying anyone.
+registry or notifying anyone; the push still happens, its decision labelled
+`mode="dry_run"`.
 
 Every task has an `execution_timeout` from the model's `timeouts`. Transient
 failures (I/O, the warehouse) are retried with backoff; a deterministic one (a
@@ -272,6 +277,14 @@ def build_monitor_dag(model: ModelConfig):
                 return pipeline.notify(model.name, data_interval_start, data_interval_end, run_id, send,
                                        mode=params["actions"], links=airflow_adapter.run_links(dag.dag_id, run_id))
 
+        # one_done: after the action that ran, whether it succeeded or failed, since the decision stands either way.
+        @task(trigger_rule="one_done", execution_timeout=model.execution_timeout("publish_metrics"))
+        def publish_metrics(data_interval_start=None, data_interval_end=None) -> dict:
+            from modelwatch import airflow_adapter, pipeline
+
+            with airflow_adapter.retry_only_transient():
+                return pipeline.publish_metrics(model.name, data_interval_start, data_interval_end)
+
         staged = extract()
         history = wait_for_history()
         wait_for_logs() >> staged >> history
@@ -279,9 +292,9 @@ def build_monitor_dag(model: ModelConfig):
         history >> [quality, measured]
         loaded = load(staged, quality, measured)
         decision = decide(loaded, check(loaded))
-        told = notify()
+        told, published = notify(), publish_metrics()
         for action, label in BRANCH_LABELS.items():
-            decision >> Label(label) >> act(action) >> told
+            decision >> Label(label) >> act(action) >> [told, published]
 
     return monitor()
 

@@ -39,6 +39,9 @@ REQUIRED_SERVICES = {
     "airflow-worker",
     "airflow-triggerer",
     "airflow-init",
+    "pushgateway",
+    "prometheus",
+    "grafana",
 }
 # Project folders the Airflow containers must see, mounted from the repository.
 REPO_MOUNTS = {"dags", "plugins", "include"}
@@ -57,6 +60,29 @@ NOT_FROM_COMPOSE = {
 }
 # Variables holding a connection URI, which may carry a password.
 CONNECTION_NAME = re.compile(r"^AIRFLOW_CONN_|_CONN$")
+# The monitoring services and the image repository each runs, pinned to an exact release.
+MONITORING_IMAGES = {
+    "pushgateway": "prom/pushgateway",
+    "prometheus": "prom/prometheus",
+    "grafana": "grafana/grafana",
+}
+# Monitoring services without a login: published on the host's loopback only.
+UNAUTHENTICATED = {"pushgateway", "prometheus"}
+PROMETHEUS_CONFIG = PurePosixPath("/etc/prometheus/prometheus.yml")
+# Written by the Prometheus change (docs/prometheus.md), which lands on its own: the mount checks
+# below fail for these paths until it has landed, as they should.
+PROMETHEUS_CHANGE_FILES = {
+    "monitoring/prometheus/prometheus.yml",
+    "monitoring/prometheus/modelwatch-alerts.yml",
+    "monitoring/prometheus/targets",
+}
+GRAFANA = PROJECT / "monitoring" / "grafana"
+GRAFANA_DATASOURCES = GRAFANA / "provisioning" / "datasources" / "warehouse.yml"
+GRAFANA_DASHBOARD_PROVIDERS = GRAFANA / "provisioning" / "dashboards" / "modelwatch.yml"
+# The image's GF_PATHS_PROVISIONING: where Grafana looks for provisioning files.
+GRAFANA_PROVISIONING_PATH = "/etc/grafana/provisioning"
+# `${NAME}` in a Grafana provisioning file: NAME from the Grafana process's environment.
+_GRAFANA_ENV_REFERENCE = re.compile(r"\$\{(\w+)\}")
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _OPERAND = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<operand>.*))?", re.S)
@@ -494,6 +520,114 @@ def test_init_migrates_and_writes_the_password_file(services, common_env):
     assert init["user"] == "0:0"
     for variable in ("_AIRFLOW_WWW_USER_USERNAME", "_AIRFLOW_WWW_USER_PASSWORD"):
         assert init["environment"][variable], variable
+
+
+def test_monitoring_images_are_exact_releases(services):
+    for name, repository in MONITORING_IMAGES.items():
+        image_repository, _, tag = services[name]["image"].rpartition(":")
+        assert image_repository == repository, f"{name} runs {services[name]['image']}, expected {repository}"
+        # Prometheus tags its images with a `v`, Grafana without; neither a floating `3` nor `latest`.
+        assert re.fullmatch(r"v?\d+\.\d+\.\d+", tag), f"{name}: {tag} is not an exact release"
+
+
+def test_monitoring_healthchecks_ask_the_service_itself(services):
+    for name in MONITORING_IMAGES:
+        test = " ".join(services[name]["healthcheck"]["test"])
+        port = int(str(services[name]["ports"][0]).rsplit(":", 1)[-1])
+        assert f"http://localhost:{port}/" in test, f"{name}'s healthcheck does not ask its own port {port}: {test}"
+
+
+def test_unauthenticated_monitoring_ports_are_loopback_only(services):
+    for name in UNAUTHENTICATED:
+        for entry in services[name]["ports"]:
+            assert str(entry).startswith("127.0.0.1:"), f"{name} publishes {entry} beyond this host, with no login"
+
+
+def _host_path(mounts: dict[str, str], container_path: PurePosixPath) -> Path | None:
+    """The repository path a container path is bind-mounted from, or None if no mount holds it."""
+    for target, source in mounts.items():
+        if container_path.is_relative_to(target):
+            return PROJECT / source / container_path.relative_to(target)
+    return None
+
+
+def test_monitoring_mounts_are_read_only_files_of_the_repo(raw, services):
+    for name in ("prometheus", "grafana"):
+        entries = [entry for entry in raw["services"][name]["volumes"] if entry.startswith(".")]
+        for entry in entries:
+            source, _, mode = entry.split(":")
+            assert mode == "ro", f"{name} may write to the repository's {source}"
+            assert (PROJECT / source).exists(), f"{name} mounts {source}, which is not in the repo"
+            # Committed, or new and waiting for `git add`; never git-ignored, or a clone would lack it.
+            listed = git("ls-files", "--cached", "--others", "--exclude-standard", "--", source)
+            if listed is not None:
+                assert listed.stdout.strip(), f"{source} is git-ignored, so a clone has no {source}"
+    mounted = {PurePosixPath(entry.split(":")[0]).as_posix() for entry in raw["services"]["prometheus"]["volumes"]}
+    assert PROMETHEUS_CHANGE_FILES <= mounted, f"prometheus does not mount {PROMETHEUS_CHANGE_FILES - mounted}"
+
+
+def test_prometheus_finds_its_rules_and_targets_and_scrapes_the_pushgateway(services):
+    mounts = bind_mounts(services["prometheus"])
+    config_file = _host_path(mounts, PROMETHEUS_CONFIG)
+    assert config_file is not None and config_file.is_file(), f"nothing of the repo is mounted at {PROMETHEUS_CONFIG}"
+    config = yaml.safe_load(config_file.read_text())
+    # Prometheus reads rule and target files relative to its config file.
+    named = list(config.get("rule_files", []))
+    named += [file for job in config["scrape_configs"] for sd in job.get("file_sd_configs", []) for file in sd["files"]]
+    assert named, "prometheus.yml names no rule or target file"
+    for relative in named:
+        container_path = PROMETHEUS_CONFIG.parent / relative
+        host = _host_path(mounts, container_path)
+        assert host is not None and host.is_file(), f"prometheus.yml names {relative}, not mounted at {container_path}"
+    targets = {target for job in config["scrape_configs"] for static in job.get("static_configs", [])
+               for target in static["targets"]}
+    gateway = services["pushgateway"]
+    assert f"pushgateway:{container_port(gateway, 9091)}" in targets, f"Prometheus scrapes {targets}"
+
+
+def test_task_runners_push_to_the_pushgateway_service(common_env, services):
+    url = urlparse(common_env["MODELWATCH_PUSHGATEWAY_URL"])
+    assert url.scheme == "http" and url.hostname in services
+    assert services[url.hostname]["image"].startswith(f"{MONITORING_IMAGES['pushgateway']}:")
+    assert url.port == container_port(services[url.hostname], 9091)
+    for name in TASK_RUNNERS:
+        # Started first, but never waited on: a failed push only logs a warning.
+        assert depends_on(services[name]).get(url.hostname) == "service_started", f"{name} starts before the gateway"
+
+
+def test_grafana_reads_the_provisioning_and_dashboards_of_the_repo(services):
+    grafana = services["grafana"]
+    mounts = bind_mounts(grafana)
+    assert PurePosixPath(mounts[GRAFANA_PROVISIONING_PATH]) == PurePosixPath("monitoring/grafana/provisioning")
+    (provider,) = yaml.safe_load(GRAFANA_DASHBOARD_PROVIDERS.read_text())["providers"]
+    dashboards = _host_path(mounts, PurePosixPath(provider["options"]["path"]))
+    assert dashboards is not None and list(dashboards.glob("*.json")), "the dashboard provider reads no mounted file"
+    home = _host_path(mounts, PurePosixPath(grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]))
+    assert home is not None and home.is_file(), "the home dashboard is not a mounted file"
+
+
+def test_grafana_datasources_connect_to_the_compose_services(services):
+    grafana, warehouse = services["grafana"], services["warehouse"]
+    env = grafana["environment"]
+    provisioned = yaml.safe_load(GRAFANA_DATASOURCES.read_text())
+    read = {name for value in strings(provisioned) for name in _GRAFANA_ENV_REFERENCE.findall(value)}
+    missing = {name for name in read if not env.get(name)}
+    assert read and not missing, f"warehouse.yml reads {sorted(missing)}, which the grafana service does not set"
+    sources = {source["type"]: source for source in provisioned["datasources"]}
+
+    def resolved(value: str) -> str:
+        return _GRAFANA_ENV_REFERENCE.sub(lambda match: env[match[1]], value)
+
+    postgres = sources["grafana-postgresql-datasource"]
+    host, _, port = resolved(postgres["url"]).partition(":")
+    assert host in services and services[host] is warehouse and int(port) == 5432
+    assert resolved(postgres["user"]) == warehouse["environment"]["POSTGRES_USER"]
+    assert resolved(postgres["jsonData"]["database"]) == warehouse["environment"]["POSTGRES_DB"]
+    assert resolved(postgres["secureJsonData"]["password"]) == warehouse["environment"]["POSTGRES_PASSWORD"]
+    prometheus_url = urlparse(sources["prometheus"]["url"])
+    assert prometheus_url.hostname in services
+    assert prometheus_url.port == container_port(services[prometheus_url.hostname], 9090)
+    assert depends_on(grafana).get(host) == "service_healthy"
 
 
 def test_airflow_user_is_configurable(compose):

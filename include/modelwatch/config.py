@@ -14,12 +14,14 @@ problem instead of quietly dropping the DAGs of the broken models.
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from croniter import CroniterBadDateError, CroniterError, croniter
@@ -55,6 +57,8 @@ _MINUTES_PER_DAY = 24 * 60
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
+PUSHGATEWAY_URL_ENV = "MODELWATCH_PUSHGATEWAY_URL"
+
 
 def _name(value: str) -> str:
     # fullmatch: `$` would also accept a trailing newline
@@ -70,6 +74,21 @@ def _inside_data_dir(url: str) -> str:
             "(MODELWATCH_DATA_DIR); its '..' leads out of it"
         )
     return url
+
+
+def _http_url(value: str) -> str:
+    """A Pushgateway URL: http(s), a host, a valid port if any, no credentials; returned without a trailing '/'."""
+    parts = urlsplit(value)
+    try:
+        port_valid = parts.port != 0
+    except ValueError:  # not a number, or out of range
+        port_valid = False
+    # Credentials in the URL would be written into every log line that names it.
+    if (parts.scheme not in ("http", "https") or not parts.hostname or not port_valid or "@" in parts.netloc
+            or parts.query or parts.fragment):
+        raise ValueError("expected an http:// or https:// URL with a host and no credentials, "
+                         "e.g. 'http://pushgateway:9091'")
+    return value.rstrip("/")
 
 
 Name = Annotated[str, AfterValidator(_name)]
@@ -361,6 +380,7 @@ class TimeoutsConfig(_Strict):
     decide: float = Field(30, gt=0)
     act: float = Field(120, gt=0, description="each branch after decide; a retrain trains a model")
     notify: float = Field(10, gt=0)
+    publish_metrics: float = Field(5, gt=0, description="pushing the findings to the Pushgateway, if configured")
 
 
 class ModelConfig(_Strict):
@@ -524,7 +544,8 @@ class ModelConfig(_Strict):
         ----------
         task_name : str
             A task of `monitor_<model>`: ``wait_for_logs``, ``extract``, ``validate``, ``measure``,
-            ``load``, ``check``, ``decide``, ``act`` (every branch after decide) or ``notify``.
+            ``load``, ``check``, ``decide``, ``act`` (every branch after decide), ``notify`` or
+            ``publish_metrics``.
 
         Returns
         -------
@@ -556,10 +577,20 @@ class ModelConfig(_Strict):
         raise KeyError(f"model {self.name!r} has no feature {name!r}")
 
 
+class PushgatewayConfig(_Strict):
+    """Where every run pushes its findings as Prometheus gauges (docs/prometheus.md)."""
+
+    url: Annotated[str, AfterValidator(_http_url)] | None = Field(
+        None, description=f"the Pushgateway; {PUSHGATEWAY_URL_ENV} overrides it; none: nothing is pushed"
+    )
+    timeout_seconds: float = Field(10, gt=0, le=300, description="each connect and read of a push; then it is given up")
+
+
 class ProjectConfig(_Strict):
     """The whole models file."""
 
     staging_root: Root = "staging"
+    pushgateway: PushgatewayConfig = PushgatewayConfig()
     models: Annotated[list[ModelConfig], Field(min_length=1)]
 
     # A field validator, not a model one, so the error's location reads `models`.
@@ -572,6 +603,28 @@ class ProjectConfig(_Strict):
     @property
     def staging_url(self) -> str:
         return settings.resolve_root(self.staging_root)
+
+    @property
+    def pushgateway_url(self) -> str | None:
+        """The Pushgateway runs push to: `MODELWATCH_PUSHGATEWAY_URL` unless unset or empty, else `pushgateway.url`.
+
+        Returns
+        -------
+        str or None
+            None when neither names one: nothing is pushed.
+
+        Raises
+        ------
+        ConfigError
+            The variable holds no http(s) URL; the models file's own value was checked when it was read.
+        """
+        overridden = os.environ.get(PUSHGATEWAY_URL_ENV)
+        if not overridden:
+            return self.pushgateway.url
+        try:
+            return _http_url(overridden)
+        except ValueError as exc:
+            raise ConfigError(f"{PUSHGATEWAY_URL_ENV}: {exc} (got {overridden!r})") from None
 
     def model(self, name: str) -> ModelConfig:
         for model in self.models:

@@ -742,3 +742,31 @@ def _notification(model: ModelConfig, recorded: dict, start: datetime, end: date
         title=f"{start.date().isoformat()}: {titles[recorded['decision']]}",
         reason=recorded["reason"] + outcome, conditions=conditions, links=links, run_id=run_id,
     )
+
+
+# ---------------------------------------------------------------- publish
+
+
+def publish_metrics(model_name: str, start: datetime, end: datetime, config: ProjectConfig | None = None,
+                    warehouse_url: str | None = None) -> dict:
+    """Push the interval's findings to the configured Pushgateway (`pushgateway.publish`); a no-op without one.
+
+    Runs after the decision, in either `actions` mode: the push is what the
+    warehouse holds for the interval, each decision labelled with its mode.
+    A failed push is logged as a warning and never fails the run.
+
+    Returns
+    -------
+    dict
+        ``pushed``, ``detail`` and ``series`` (`pushgateway.Publication`).
+    """
+    config, model = _model(model_name, config)
+    url = config.pushgateway_url
+    if url is None:
+        return {"pushed": False, "detail": "no Pushgateway configured", "series": 0}
+    # Only now: without a gateway, prometheus_client is never imported.
+    from modelwatch import pushgateway
+
+    publication = pushgateway.publish(warehouse_engine(warehouse_url), model, _utc(start), _utc(end), url,
+                                      timeout_s=config.pushgateway.timeout_seconds)
+    return publication.to_dict()

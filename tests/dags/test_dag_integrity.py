@@ -108,10 +108,12 @@ def test_every_decision_is_a_labelled_branch_that_joins_at_notify(shipped):
         assert decide.upstream_task_ids == {"load", "check"}
         assert decide.downstream_task_ids == set(ACTIONS)
         for action in ACTIONS:
-            assert dag.get_task(action).downstream_task_ids == {"notify"}
+            assert dag.get_task(action).downstream_task_ids == {"notify", "publish_metrics"}
             label = dag.get_edge_info("decide", action).get("label")
             assert label, f"{dag.dag_id}: the edge decide -> {action} has no label"
         assert dag.get_task("notify").trigger_rule == "none_failed_min_one_success"
+        # Whichever action ran, and also when it failed: the decision was recorded either way.
+        assert dag.get_task("publish_metrics").trigger_rule == "one_done"
         assert dag.params["actions"] == "on"
         assert dag.params.get_param("actions").schema["enum"] == ["on", "dry_run"]
 
