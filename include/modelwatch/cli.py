@@ -1,4 +1,4 @@
-"""`python -m modelwatch …`: simulate production, run intervals, set up the warehouse."""
+"""`python -m modelwatch …`: simulate production, run intervals, serve a model, export its history."""
 
 from __future__ import annotations
 
@@ -32,6 +32,12 @@ def _run_simulate(args: argparse.Namespace) -> int:
     from modelwatch import simulator
 
     return simulator.run(args)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from modelwatch.serving import command
+
+    return command.run(args)
 
 
 def _run_demo(args: argparse.Namespace) -> int:
@@ -85,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     simulate = commands.add_parser("simulate", help="write simulated production logs and register models")
     simulator.add_arguments(simulate)
     simulate.set_defaults(handler=_run_simulate)
+
+    from modelwatch.serving import command as serving
+
+    serve = commands.add_parser("serve", help="serve a model's champion over HTTP, logging every request")
+    serving.add_arguments(serve)
+    serve.set_defaults(handler=_run_serve)
 
     stage = commands.add_parser("extract", help="stage one day of a model's logs and print the manifest")
     stage.add_argument("model", help="model name from the models file")
