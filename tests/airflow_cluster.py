@@ -77,8 +77,8 @@ class Cluster:
             raise AssertionError(f"airflow {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
         return done
 
-    def wait_for_dags(self, dag_ids: list[str], timeout_s: float = 180.0) -> None:
-        """Wait until the DAG processor has registered every DAG, then unpause them."""
+    def wait_for_dags(self, dag_ids: list[str], timeout_s: float = 180.0, unpause: bool = True) -> None:
+        """Wait until the DAG processor has registered every DAG, then unpause them (unless told not to)."""
         deadline = time.monotonic() + timeout_s
         for dag_id in dag_ids:
             while True:
@@ -89,7 +89,8 @@ class Cluster:
                     if error.status != 404 or time.monotonic() > deadline:
                         raise AssertionError(self.services.describe(f"never registered {dag_id}")) from error
                     time.sleep(2)
-            self.api("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+            if unpause:
+                self.api("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
 
     def backfill(self, dag_id: str, first: date, last: date, conf: dict | None = None,
                  reprocess: str = "completed", max_active_runs: int = 3, backwards: bool = False) -> dict:

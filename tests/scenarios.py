@@ -52,10 +52,13 @@ def environment(folder: Path, warehouse_url: str, smtp_connection: str, webhook_
     }
 
 
-def write_config(path: Path) -> Path:
-    """The shipped models file, with labels maturing over 3 days, alerts to the test's servers, patient sensors."""
+def write_config(path: Path, min_history: int | None = None) -> Path:
+    """The shipped models file, with labels maturing over 3 days, alerts to the test's servers, patient sensors;
+    with `min_history`, control limits judge from that many earlier intervals on (within the week)."""
     raw = yaml.safe_load(settings.SHIPPED_CONFIG.read_text())
     for model in raw["models"]:
+        if min_history is not None:
+            model["checks"] = {"min_history": min_history}
         # Unpaused under a real scheduler, a DAG also gets a run for yesterday, whose logs never come: it
         # waits for them through the test instead of failing into the warehouse and the inbox.
         model["log_wait_minutes"] = 60 * 24 * 365

@@ -361,12 +361,8 @@ def filled_warehouse(postgres_database, tmp_path, monkeypatch) -> str:
     for name, value in scenarios.environment(tmp_path, postgres_database, "", "").items():
         monkeypatch.setenv(name, value)
     monkeypatch.setitem(registry._state, "uri", registry._state["uri"])
-    config_path = scenarios.write_config(tmp_path / "models.yaml")
-    raw = yaml.safe_load(config_path.read_text())
-    for model in raw["models"]:
-        # Control limits then judge within the week, so the dashboards' limit series have values.
-        model["checks"] = {"min_history": CONTROL_LIMIT_HISTORY}
-    config_path.write_text(yaml.safe_dump(raw))
+    # Control limits then judge within the week, so the dashboards' limit series have values.
+    config_path = scenarios.write_config(tmp_path / "models.yaml", min_history=CONTROL_LIMIT_HISTORY)
     scenarios.simulate_week(config_path)
     config = load_config(config_path)
     for model in config.models:

@@ -22,7 +22,6 @@ from urllib.parse import quote
 import pandas as pd
 import pytest
 import scenarios
-import yaml
 from fastapi.testclient import TestClient
 from markupsafe import escape
 from pipelines import run_interval
@@ -125,11 +124,7 @@ def pristine_week(tmp_path_factory) -> Path:
     with pytest.MonkeyPatch.context() as patch:
         for name, value in scenarios.environment(folder, "sqlite://", "", "").items():
             patch.setenv(name, value)
-        config_path = scenarios.write_config(folder / "models.yaml")
-        raw = yaml.safe_load(config_path.read_text())
-        for model in raw["models"]:
-            model["checks"] = {"min_history": CONTROL_LIMIT_HISTORY}
-        config_path.write_text(yaml.safe_dump(raw))
+        config_path = scenarios.write_config(folder / "models.yaml", min_history=CONTROL_LIMIT_HISTORY)
         scenarios.simulate_week(config_path)
     registry._state.update(previous)
     return folder

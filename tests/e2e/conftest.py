@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import airflow_cluster
+import browser
 import pytest
 import scenarios
 
@@ -33,6 +34,12 @@ def teardown_on_sigterm() -> Iterator[None]:
     previous = signal.signal(signal.SIGTERM, interrupt)
     yield
     signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's Chromium for the browser tests; session-scoped, so checked before the week is simulated."""
+    return browser.find_chromium()
 
 
 @pytest.fixture(scope="session")

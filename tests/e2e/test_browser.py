@@ -11,17 +11,14 @@ Without Chromium the test is skipped, except under CI=true where it fails.
 
 from __future__ import annotations
 
-import shutil
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date
-from pathlib import Path
 
 import pytest
 import scenarios
-from airflow_cluster import KEPT_LOGS, PASSWORD, USER, Cluster, require_ci_service
-from playwright.sync_api import Page, expect, sync_playwright
+from airflow_cluster import USER, Cluster
+from browser import SCREENSHOTS, assert_png, browser_page, log_in
+from playwright.sync_api import Page, expect
 
 pytestmark = pytest.mark.slow
 
@@ -31,69 +28,10 @@ TIME = "12:00"  # any time of the day names its interval
 RUN_ID = f"browser_dry_run_{DAY}"
 BRANCHES = ["halt", "rollback", "retrain", "alert", "healthy"]
 TAKEN = scenarios.EXPECTED["credit_risk"][0]  # healthy: the first day has no history to alert on
-SCREENSHOTS = KEPT_LOGS / "screenshots"
 GRAPH_SCREENSHOT = SCREENSHOTS / f"{DAG_ID}-dry-run-graph.png"
 FAILURE_SCREENSHOT = SCREENSHOTS / f"{DAG_ID}-dry-run-failure.png"
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# Two cores shared with other tests: the UI's first renders and the run itself can be slow.
-UI_TIMEOUT_MS = 60_000
-NAVIGATION_TIMEOUT_MS = 120_000
 RUN_TIMEOUT_S = 10 * 60
 POLL_S = 10
-
-
-@pytest.fixture(scope="session")
-def chromium() -> str:
-    """The path of Debian's Chromium; skips without it (fails under CI=true).
-
-    Session-scoped, so that it is checked before the week is simulated.
-    """
-    found = "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else shutil.which("chromium")
-    require_ci_service(found is not None, "Chromium not installed (/usr/bin/chromium): apt-get install chromium")
-    return found
-
-
-@contextmanager
-def browser_page(executable: str) -> Iterator[Page]:
-    """A page of a fresh headless Chromium; a screenshot of it is kept when the block fails."""
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, headless=True)
-        try:
-            # A wide viewport keeps every branch of the graph legible in the screenshot.
-            context = browser.new_context(viewport={"width": 1600, "height": 900}, device_scale_factor=2)
-            context.set_default_timeout(UI_TIMEOUT_MS)
-            context.set_default_navigation_timeout(NAVIGATION_TIMEOUT_MS)
-            expect.set_options(timeout=UI_TIMEOUT_MS)
-            page = context.new_page()
-            try:
-                yield page
-            except BaseException:
-                keep_failure_screenshot(page)
-                raise
-        finally:
-            browser.close()
-
-
-def keep_failure_screenshot(page: Page) -> None:
-    """Save the page as it is at a failure; a page that cannot be captured must not hide the failure."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    try:
-        page.screenshot(path=FAILURE_SCREENSHOT, full_page=True, timeout=30_000)
-    except Exception as error:
-        print(f"\nNo screenshot of the page at the failure ({page.url}): {error}")
-    else:
-        print(f"\nScreenshot of the page at the failure ({page.url}): {FAILURE_SCREENSHOT}")
-
-
-def log_in(page: Page, base_url: str) -> None:
-    """Sign in through the Simple auth manager's login form, where the UI sends a visitor."""
-    page.goto(base_url)
-    page.wait_for_url("**/auth/login**")
-    page.get_by_label("Username").fill(USER)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(lambda url: "/auth/login" not in url)
-    expect(page.get_by_role("link", name="Dags", exact=True)).to_be_visible()
 
 
 def trigger_dry_run(page: Page) -> None:
@@ -189,7 +127,9 @@ def test_dry_run_from_the_trigger_form_shows_the_branch_taken(chromium, week, st
     GRAPH_SCREENSHOT.unlink(missing_ok=True)
     FAILURE_SCREENSHOT.unlink(missing_ok=True)
 
-    with browser_page(chromium) as page:
+    # A wide viewport keeps every branch of the graph legible in the screenshot.
+    with browser_page(chromium, FAILURE_SCREENSHOT, viewport={"width": 1600, "height": 900},
+                      device_scale_factor=2) as page:
         log_in(page, base_url)
         trigger_dry_run(page)
         wait_until_shown_successful(page, base_url, cluster)
@@ -205,8 +145,7 @@ def test_dry_run_from_the_trigger_form_shows_the_branch_taken(chromium, week, st
                                                              for b in BRANCHES}
         save_graph(page)
 
-    assert GRAPH_SCREENSHOT.stat().st_size > 10_000
-    assert GRAPH_SCREENSHOT.read_bytes()[:8] == PNG_SIGNATURE
+    assert_png(GRAPH_SCREENSHOT)
 
     # Decided and recorded as a dry run, with no decision in force and no registry change.
     dry = scenarios.decisions(url, "dry_run")

@@ -14,20 +14,15 @@ Without Chromium the test is skipped, except under CI=true where it fails.
 
 from __future__ import annotations
 
-import shutil
-import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 import scenarios
-from airflow_cluster import ApiError, Cluster, require_ci_service, run_with_dag_test
-from playwright.sync_api import Page, expect, sync_playwright
-from test_browser import NAVIGATION_TIMEOUT_MS, PNG_SIGNATURE, SCREENSHOTS, UI_TIMEOUT_MS, log_in
+from airflow_cluster import run_with_dag_test
+from browser import SCREENSHOTS, assert_png, browser_page, log_in
+from playwright.sync_api import expect
 
 pytestmark = pytest.mark.slow
 
@@ -38,65 +33,6 @@ PAGE_NAME = "Health"
 INDEX_SCREENSHOT = SCREENSHOTS / "model-health-index-in-airflow-ui.png"
 MODEL_SCREENSHOT = SCREENSHOTS / "model-health-credit_risk.png"
 FAILURE_SCREENSHOT = SCREENSHOTS / "model-health-failure.png"
-REGISTER_TIMEOUT_S = 180
-
-
-@pytest.fixture(scope="session")
-def chromium() -> str:
-    """The path of Debian's Chromium; skips without it (fails under CI=true), before the week is simulated."""
-    found = "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else shutil.which("chromium")
-    require_ci_service(found is not None, "Chromium not installed (/usr/bin/chromium): apt-get install chromium")
-    return found
-
-
-@contextmanager
-def browser_page(executable: str) -> Iterator[Page]:
-    """A page of a fresh headless Chromium, tall enough for a model's charts; a failure keeps a screenshot."""
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, headless=True)
-        try:
-            context = browser.new_context(viewport={"width": 1600, "height": 1000})
-            context.set_default_timeout(UI_TIMEOUT_MS)
-            context.set_default_navigation_timeout(NAVIGATION_TIMEOUT_MS)
-            expect.set_options(timeout=UI_TIMEOUT_MS)
-            page = context.new_page()
-            try:
-                yield page
-            except BaseException:
-                keep_failure_screenshot(page)
-                raise
-        finally:
-            browser.close()
-
-
-def keep_failure_screenshot(page: Page) -> None:
-    """Save the page as it is at a failure; a page that cannot be captured must not hide the failure."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    try:
-        page.screenshot(path=FAILURE_SCREENSHOT, full_page=True, timeout=30_000)
-    except Exception as error:
-        print(f"\nNo screenshot of the page at the failure ({page.url}): {error}")
-    else:
-        print(f"\nScreenshot of the page at the failure ({page.url}): {FAILURE_SCREENSHOT}")
-
-
-def wait_until_registered(cluster: Cluster, dag_ids: list[str]) -> None:
-    """Wait until the API server knows every DAG; they stay paused, so nothing but the test's runs exists."""
-    deadline = time.monotonic() + REGISTER_TIMEOUT_S
-    for dag_id in dag_ids:
-        while True:
-            try:
-                cluster.api("GET", f"/api/v2/dags/{dag_id}")
-                break
-            except ApiError as error:
-                if error.status != 404 or time.monotonic() > deadline:
-                    raise AssertionError(cluster.services.describe(f"never registered {dag_id}")) from error
-                time.sleep(2)
-
-
-def assert_png(path: Path) -> None:
-    assert path.stat().st_size > 10_000, path
-    assert path.read_bytes()[:8] == PNG_SIGNATURE, path
 
 
 def test_the_navigation_link_opens_the_health_of_both_models_inside_the_ui(chromium, week, start_airflow,
@@ -111,7 +47,7 @@ def test_the_navigation_link_opens_the_health_of_both_models_inside_the_ui(chrom
             run_with_dag_test(airflow_env, dag_id, days)
 
     cluster = start_airflow(env, before_start=run_first_days)
-    wait_until_registered(cluster, DAG_IDS)
+    cluster.wait_for_dags(DAG_IDS, unpause=False)
     decided = scenarios.decisions(url)
     assert sorted(decided.index) == [(model, scenarios.day(k)) for model in MODELS for k in range(DAYS_RUN)]
     first_run = decided.loc[("credit_risk", scenarios.day(0)), "run_id"]
@@ -119,7 +55,8 @@ def test_the_navigation_link_opens_the_health_of_both_models_inside_the_ui(chrom
     for screenshot in (INDEX_SCREENSHOT, MODEL_SCREENSHOT, FAILURE_SCREENSHOT):
         screenshot.unlink(missing_ok=True)
 
-    with browser_page(chromium) as page:
+    # Tall enough for a model's charts.
+    with browser_page(chromium, FAILURE_SCREENSHOT, viewport={"width": 1600, "height": 1000}) as page:
         log_in(page, base_url)
         page.get_by_role("link", name=PAGE_NAME, exact=True).click()
         page.wait_for_url("**/plugin/model-health/**")
