@@ -42,6 +42,7 @@ REQUIRED_SERVICES = {
     "pushgateway",
     "prometheus",
     "grafana",
+    "modelwatch-serve",
 }
 # Project folders the Airflow containers must see, mounted from the repository.
 REPO_MOUNTS = {"dags", "plugins", "include"}
@@ -67,7 +68,9 @@ MONITORING_IMAGES = {
     "grafana": "grafana/grafana",
 }
 # Monitoring services without a login: published on the host's loopback only.
-UNAUTHENTICATED = {"pushgateway", "prometheus"}
+# The model server's /predict has no login either.
+MODEL_SERVER = "modelwatch-serve"
+UNAUTHENTICATED = {"pushgateway", "prometheus", MODEL_SERVER}
 PROMETHEUS_CONFIG = PurePosixPath("/etc/prometheus/prometheus.yml")
 # Written by the Prometheus change (docs/prometheus.md), which lands on its own: the mount checks
 # below fail for these paths until it has landed, as they should.
@@ -593,6 +596,27 @@ def test_task_runners_push_to_the_pushgateway_service(common_env, services):
     for name in TASK_RUNNERS:
         # Started first, but never waited on: a failed push only logs a warning.
         assert depends_on(services[name]).get(url.hostname) == "service_started", f"{name} starts before the gateway"
+
+
+def test_model_server_logs_where_the_tasks_read_and_is_what_prometheus_scrapes(compose, services, common_env):
+    serve = services[MODEL_SERVER]
+    assert serve["image"] == compose[ANCHOR]["image"], "the model server runs another image than the DAG's tasks"
+    command = serve["command"]
+    assert command[:4] == ["python", "-m", "modelwatch", "serve"]
+    served_model = command[4]
+    assert served_model in {model["name"] for model in yaml.safe_load(MODELS_FILE.read_text())["models"]}
+    port = int(next(argument for argument in command if argument.startswith("--port=")).split("=", 1)[1])
+    assert container_port(serve, port) == port
+    # Same models file, data folder and registry as the tasks: what it logs is what extract reads.
+    for name in ("MODELWATCH_CONFIG", "MODELWATCH_DATA_DIR", "MLFLOW_TRACKING_URI"):
+        assert serve["environment"][name] == common_env[name], f"the model server's {name} differs from the tasks'"
+    data = common_env["MODELWATCH_DATA_DIR"]
+    assert bind_mounts(serve)[data] == bind_mounts(compose[ANCHOR])[data]
+    assert not [key for key in serve["environment"] if SECRET_NAME.search(key) or CONNECTION_NAME.search(key)]
+    assert depends_on(serve) == {"airflow-init": "service_completed_successfully", "mlflow": "service_healthy"}
+    targets_file = PROJECT / "monitoring" / "prometheus" / "targets" / "modelwatch-serve.yml"
+    targets = {target for group in yaml.safe_load(targets_file.read_text()) for target in group["targets"]}
+    assert targets == {f"{MODEL_SERVER}:{port}"}, f"Prometheus scrapes {targets}"
 
 
 def test_grafana_reads_the_provisioning_and_dashboards_of_the_repo(services):
