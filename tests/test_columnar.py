@@ -12,8 +12,10 @@ import json
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 import test_hostile_records as hostile
 from logfiles import label, make_model, partition, prediction, write_lines, write_records
@@ -271,3 +273,50 @@ def test_text_hashes_of_distinct_ids_are_distinct():
     ids = pa.array([f"{n:08x}-{n * 7919 % 65536:04x}" for n in range(200_000)])
     hashes = columnar.text_hashes(ids)
     assert len(pd.unique(hashes)) == len(ids)
+
+
+BOOLEANS = pa.array([True, None, False, True, True, False, True, True, True, False] * 3)
+DOUBLES = pa.array([1.5, None, float("nan"), float("inf"), -2.0, 0.0] * 3)
+
+
+@pytest.mark.parametrize("array", [BOOLEANS, BOOLEANS.slice(3), BOOLEANS.slice(5, 7), pa.nulls(4, pa.bool_()),
+                                   pa.array([], pa.bool_())], ids=["whole", "from-3", "5-to-12", "nulls", "empty"])
+def test_masks_read_the_bits_as_arrow_does(array):
+    expected = pc.fill_null(array, False).to_numpy(zero_copy_only=False).astype(bool)
+    assert columnar._mask(array).tolist() == expected.tolist()
+    assert columnar._nulls(array).tolist() == pc.is_null(array).to_numpy(zero_copy_only=False).tolist()
+
+
+@pytest.mark.parametrize("array", [DOUBLES, DOUBLES.slice(2), DOUBLES.slice(1, 4), pa.nulls(3, pa.float64())],
+                         ids=["whole", "from-2", "1-to-5", "nulls"])
+def test_numbers_are_finite_or_null_as_arrow_says(array):
+    _, usable = columnar._number(array)
+    assert usable.tolist() == pc.or_kleene(pc.is_null(array), pc.is_finite(array)).to_numpy(
+        zero_copy_only=False).tolist()
+
+
+@pytest.mark.parametrize("array", [pa.array(["a", None, "ccc"]).slice(1), pa.nulls(5, pa.string()),
+                                   pa.array(["xx", "y" * 9], pa.large_string()).slice(1), pa.array([], pa.string()),
+                                   pa.array(["é", "abc", None, "zzzz"]).slice(2, 2), pa.array([b"ab", b"\xff" * 9])],
+                         ids=["sliced", "nulls", "large", "empty", "non-ascii-sliced", "binary"])
+def test_the_longest_value_is_read_from_the_offsets(array):
+    assert columnar.longest_bytes(array) == (pc.max(pc.binary_length(array)).as_py() or 0)
+
+
+def test_text_that_is_not_utf8_is_refused_and_ascii_is_taken_as_it_is():
+    ascii_text = pa.array(["req-1", None, "req-22"])
+    assert columnar._text(ascii_text) is ascii_text
+    assert columnar._text(pa.array(["ünïcödé", "ok"])).to_pylist() == ["ünïcödé", "ok"]
+    # A value ending in half a character, the next one holding its rest: the bytes together are UTF-8.
+    split = "é".encode()
+    data = b"ok" + split[:1] + split[1:] + b"!"
+    offsets = np.array([0, 3, 5], dtype=np.int32)
+    invalid = pa.StringArray.from_buffers(2, pa.py_buffer(offsets.tobytes()), pa.py_buffer(data))
+    assert columnar._text(invalid) is None
+
+
+@pytest.mark.parametrize("values", [[0, 1, 1, None, 0] * 40, list(range(200)), [-(2**62), 2**62, None]],
+                         ids=["few-distinct", "all-distinct", "extremes"])
+def test_integers_are_written_as_text_whatever_they_repeat(values):
+    integers = pa.array(values, pa.int64())
+    assert columnar._integer_text(integers).to_pylist() == [None if v is None else str(v) for v in values]

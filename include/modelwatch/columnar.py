@@ -13,6 +13,7 @@ it only skips work whose result is sure.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import re
@@ -37,6 +38,7 @@ _TIMESTAMP_UNITS = {"s": 1, "ms": 1_000, "us": 1_000_000}  # nanoseconds are lef
 # Years 1 to 9999, a day spared at each end for time zones (as `logs` reads them).
 _FIRST_SECOND = int(datetime(1, 1, 2, tzinfo=UTC).timestamp())
 _LAST_SECOND = int(datetime(9999, 12, 30, tzinfo=UTC).timestamp())
+_FEW_DISTINCT = 16  # a column with at most 1/16 as many distinct values as rows writes each value once
 _EXACT_INTEGER = 2.0**53  # doubles up to this are integers whose text int() gives exactly
 # Python writes a double in fixed notation in this range; Arrow agrees there wherever it writes no exponent.
 _FIXED_NOTATION = (1e-4, 1e16)
@@ -192,7 +194,27 @@ def _column(columns: dict[str, pa.Array], name: str, rows: int) -> pa.Array:
 
 
 def _mask(array: pa.Array) -> np.ndarray:
-    return pc.fill_null(array, False).to_numpy(zero_copy_only=False)
+    """A boolean column as numpy, null as False: its bits unpacked at once, a twentieth of `to_numpy`'s time."""
+    if array.null_count:
+        array = pc.fill_null(array, False)
+    if not len(array):
+        return np.zeros(0, dtype=bool)
+    bits = np.frombuffer(array.buffers()[1], dtype=np.uint8)
+    return np.unpackbits(bits, count=array.offset + len(array), bitorder="little")[array.offset:].view(bool)
+
+
+def _nulls(array: pa.Array) -> np.ndarray:
+    """Where a column is null."""
+    if not array.null_count:
+        return np.zeros(len(array), dtype=bool)
+    return _mask(pc.is_null(array))
+
+
+def _doubles(array: pa.Array) -> np.ndarray:
+    """A float64 column's values as numpy, without a copy; what a null row holds is undefined."""
+    if array.null_count == len(array):
+        return np.zeros(len(array))
+    return np.frombuffer(array.buffers()[1], dtype=np.float64, count=len(array), offset=array.offset * 8)
 
 
 def _text(array: pa.Array) -> pa.Array | None:
@@ -203,21 +225,38 @@ def _text(array: pa.Array) -> pa.Array | None:
         array = array.dictionary_decode()
     if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
         return None
-    try:
-        array.validate(full=True)
-    except pa.ArrowInvalid:
-        return None
-    return array.cast(pa.string())
+    # Readers do not check UTF-8 (Parquet's string columns are any bytes); ASCII needs no check per value.
+    if _value_bytes(array).max(initial=0) >= 0x80:
+        try:
+            array.validate(full=True)
+        except pa.ArrowInvalid:
+            return None
+    return array if array.type == pa.string() else array.cast(pa.string())
+
+
+def _offsets(array: pa.Array) -> np.ndarray:
+    """A string or binary column's value offsets (one more than its length), without a copy."""
+    width = np.int64 if pa.types.is_large_string(array.type) or pa.types.is_large_binary(array.type) else np.int32
+    return np.frombuffer(array.buffers()[1], dtype=width, count=len(array) + 1, offset=array.offset * width().itemsize)
+
+
+def _value_bytes(array: pa.Array) -> np.ndarray:
+    """The bytes of a string column's values, end to end, without a copy."""
+    data = array.buffers()[2]
+    if data is None or not len(array):
+        return np.zeros(0, dtype=np.uint8)
+    first, last = _offsets(array)[[0, -1]]
+    return np.frombuffer(data, dtype=np.uint8, count=int(last - first), offset=int(first))
+
+
+def longest_bytes(array: pa.Array) -> int:
+    """An upper bound of the bytes of a string or binary column's longest value (a null may hold bytes too)."""
+    return int(np.diff(_offsets(array)).max()) if len(array) else 0
 
 
 def holds_zero_byte(array: pa.Array) -> bool:
     """Whether the bytes of a string column's values hold a zero: one scan of its data, not one per value."""
-    _, offsets, data = array.buffers()
-    if data is None or not len(array):
-        return False
-    width = np.int64 if pa.types.is_large_string(array.type) else np.int32
-    first, last = np.frombuffer(offsets, dtype=width)[[array.offset, array.offset + len(array)]]
-    values = np.frombuffer(data, dtype=np.uint8, count=int(last - first), offset=int(first))
+    values = _value_bytes(array)
     return bool(np.count_nonzero(values) != len(values))
 
 
@@ -274,7 +313,7 @@ def _clean_text(array: pa.Array, limit: int) -> np.ndarray:
     """Rows whose text (or null) is storable and at most `limit` characters."""
     ok = np.ones(len(array), dtype=bool)
     # A value has no more characters than bytes: most columns are decided by their offsets alone.
-    if len(array) and (pc.max(pc.binary_length(array)).as_py() or 0) > limit:
+    if longest_bytes(array) > limit:
         ok &= _mask(pc.or_kleene(pc.is_null(array), pc.less_equal(pc.utf8_length(array), limit)))
     if holds_zero_byte(array):
         ok &= ~_mask(pc.match_substring(array, "\x00"))
@@ -288,7 +327,7 @@ def _number(array: pa.Array) -> tuple[pa.Array, np.ndarray] | None:
     if not (pa.types.is_integer(array.type) or pa.types.is_floating(array.type)):
         return None
     values = array.cast(pa.float64(), safe=False)
-    return values, _mask(pc.or_kleene(pc.is_null(values), pc.is_finite(values)))
+    return values, np.isfinite(_doubles(values)) | _nulls(values)
 
 
 def _canonical(array: pa.Array) -> tuple[pa.Array, pa.Array, np.ndarray] | None:
@@ -301,7 +340,7 @@ def _canonical(array: pa.Array) -> tuple[pa.Array, pa.Array, np.ndarray] | None:
     if text is not None:
         return text, pa.nulls(rows, pa.float64()), np.ones(rows, dtype=bool)
     if pa.types.is_integer(array.type):
-        return array.cast(pa.string()), array.cast(pa.float64(), safe=False), np.ones(rows, dtype=bool)
+        return _integer_text(array), array.cast(pa.float64(), safe=False), np.ones(rows, dtype=bool)
     if not pa.types.is_floating(array.type):
         return None
     values = array.cast(pa.float64())
@@ -310,7 +349,7 @@ def _canonical(array: pa.Array) -> tuple[pa.Array, pa.Array, np.ndarray] | None:
     magnitude = np.abs(np.where(finite, number, 0.0))
     whole = finite & (number == np.round(number))
     integral = whole & (magnitude < _EXACT_INTEGER)
-    as_int = pc.cast(pc.if_else(pa.array(integral), values, 0.0), pa.int64()).cast(pa.string())
+    as_int = _integer_text(pc.cast(pc.if_else(pa.array(integral), values, 0.0), pa.int64()))
     # Text of the rows that are not sure (not finite, huge integers) is never staged: null will do.
     text = pc.if_else(pa.array(integral), as_int, pa.scalar(None, pa.string()))
     fractions = finite & ~whole
@@ -327,6 +366,14 @@ def _canonical(array: pa.Array) -> tuple[pa.Array, pa.Array, np.ndarray] | None:
     unsure = whole & ~integral
     valid = _mask(pc.is_valid(values))
     return text, values, (finite & ~unsure) | ~valid
+
+
+def _integer_text(integers: pa.Array) -> pa.Array:
+    """Integers as text; a column of few distinct values (class labels) writes each of them once."""
+    encoded = pc.dictionary_encode(integers)
+    if len(encoded.dictionary) * _FEW_DISTINCT > len(integers):
+        return integers.cast(pa.string())
+    return encoded.dictionary.cast(pa.string()).take(encoded.indices)
 
 
 def _put(array: pa.Array, rows: np.ndarray, values: pa.Array) -> pa.Array:
@@ -451,11 +498,11 @@ def predictions(
             return None
         staged[name], finite = number
         sure &= finite
-    score, latency = staged["score"], staged["latency_ms"]
-    sure &= _mask(pc.or_kleene(pc.is_null(score), pc.and_(pc.greater_equal(score, 0.0), pc.less_equal(score, 1.0))))
+    score, no_score = _doubles(staged["score"]), _nulls(staged["score"])
+    sure &= no_score | ((score >= 0.0) & (score <= 1.0))
     if model.task == "binary_classification":
-        sure &= ~is_ok | _mask(pc.is_valid(score))
-    sure &= _mask(pc.and_(pc.is_valid(latency), pc.greater_equal(latency, 0.0)))
+        sure &= ~is_ok | ~no_score
+    sure &= ~_nulls(staged["latency_ms"]) & (_doubles(staged["latency_ms"]) >= 0.0)
 
     features = _struct(columns["features"])
     if features is None:
@@ -469,7 +516,7 @@ def predictions(
             absent[feature.name] = ~is_error
             values = pa.nulls(rows)
         else:
-            missing, unsure = keys.absent(feature.name, _mask(pc.is_null(values)))
+            missing, unsure = keys.absent(feature.name, _nulls(values))
             absent[feature.name] = missing & ~is_error
             sure &= ~unsure
         if feature.type == "numeric":
@@ -492,7 +539,7 @@ def predictions(
         if name in {f.name for f in model.features}:
             continue
         # A feature the models file does not name is kept as JSON text: the record path writes it.
-        sure &= keys.no_extra(name, _mask(pc.is_null(values)))
+        sure &= keys.no_extra(name, _nulls(values))
     staged["extra_features"] = pa.nulls(rows, pa.string())
     staged["missing_features"] = _missing_names(absent, [f.name for f in model.features], rows)
 
@@ -508,11 +555,17 @@ def predictions(
 
     in_interval = _within(staged["timestamp"], start, end)
     keep = sure & in_interval
-    staged["source_file"] = pa.repeat(pa.scalar(source_file, pa.string()), rows)
+    staged["source_file"] = _repeated(source_file, rows)
     staged["line_number"] = pa.array(line_numbers, pa.int64())
     schema = batch.prediction_schema(model)
     table = pa.Table.from_arrays([staged[name] for name in schema.names], schema=_nullable(schema))
     return FastRows(_kept(table, keep).cast(schema), ~sure, int((sure & ~in_interval).sum()))
+
+
+@functools.lru_cache(maxsize=4)
+def _repeated(text: str, rows: int) -> pa.Array:
+    """`text` on every row; the blocks of one file share it (Arrow arrays are immutable)."""
+    return pa.repeat(pa.scalar(text, pa.string()), rows)
 
 
 def _kept(table: pa.Table, keep: np.ndarray) -> pa.Table:
@@ -551,7 +604,7 @@ def feedback(
     known = _mask(pc.less(label_timestamp, _moment(known_before)))
     staged = {
         "request_id": request_id, "label": text, "label_value": value, "label_timestamp": label_timestamp,
-        "source_file": pa.repeat(pa.scalar(source_file, pa.string()), rows),
+        "source_file": _repeated(source_file, rows),
         "line_number": pa.array(line_numbers, pa.int64()),
     }
     schema = batch.FEEDBACK_SCHEMA
