@@ -25,7 +25,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from modelwatch import logs, pipeline, registry, settings, staging
-from modelwatch.airflow_services import _terminate_with_parent, free_port
+from modelwatch.airflow_services import free_port, terminate_with_parent
 from modelwatch.config import ModelConfig, ProjectConfig, load_config, parse_config
 from modelwatch.model_input import model_frame
 from modelwatch.serving import inputs
@@ -193,7 +193,7 @@ def start_server(tmp_path, mlflow_store):
                  *options],
                 env=env, stdout=written, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 # Dies with pytest, even if pytest is killed (Linux).
-                preexec_fn=_terminate_with_parent if sys.platform == "linux" else None,
+                preexec_fn=terminate_with_parent if sys.platform == "linux" else None,
             )
         server = RunningServer(process, f"http://127.0.0.1:{port}", output)
         started.append(server)

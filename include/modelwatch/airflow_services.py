@@ -73,7 +73,7 @@ def default_parallelism() -> int:
     return max(2, os.cpu_count() or 2)
 
 
-def _terminate_with_parent() -> None:
+def terminate_with_parent() -> None:
     """In the child, before exec: SIGTERM when the starting process dies, even by SIGKILL (Linux)."""
     import ctypes
 
@@ -96,7 +96,7 @@ class Part:
         with open(self.log_path, "ab") as output:
             self.process = subprocess.Popen(
                 self.argv, env=self.env, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, preexec_fn=_terminate_with_parent if sys.platform == "linux" else None,
+                start_new_session=True, preexec_fn=terminate_with_parent if sys.platform == "linux" else None,
             )
         log.info("started %s (pid %d), output in %s", self.name, self.process.pid, self.log_path)
 

@@ -43,7 +43,7 @@ def _run_serve(args: argparse.Namespace) -> int:
 def _run_demo(args: argparse.Namespace) -> int:
     from modelwatch import demo
 
-    return demo.run(days=args.days, requests_per_day=args.requests_per_day, seed=args.seed)
+    return demo.run(days=args.days, requests_per_day=args.requests_per_day, seed=args.seed, loop=args.loop)
 
 
 def _run_paths(args: argparse.Namespace) -> int:
@@ -103,10 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
     stage.add_argument("day", type=_day, help="UTC day, YYYY-MM-DD")
     stage.set_defaults(handler=_run_extract)
 
-    demo = commands.add_parser("demo", help="simulate, run every monitor DAG over the days, report")
+    demo = commands.add_parser("demo", help="simulate, run every monitor DAG over the days, report, then close "
+                                             "the loop with the reference model server")
     demo.add_argument("--days", type=int, default=14)
     demo.add_argument("--requests-per-day", type=int, default=20_000)
     demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--no-loop", dest="loop", action="store_false",
+                      help="skip the last part (serve credit_risk, deploy a worse version, let the DAG roll it "
+                           "back); the worse version then goes live in the simulated days instead")
     demo.set_defaults(handler=_run_demo)
 
     paths = commands.add_parser("paths", help="print where the code, data, warehouse and registry are")

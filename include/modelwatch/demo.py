@@ -1,4 +1,7 @@
-"""`make demo`: simulate production, run every monitor DAG over each day, show what was found."""
+"""`make demo`: simulate production, run every monitor DAG over each day, show what was found.
+
+Then, unless skipped, close the monitoring loop with the reference model server (`demo_loop`).
+"""
 
 from __future__ import annotations
 
@@ -43,31 +46,44 @@ def _say(text: str) -> None:
     print(text, flush=True)
 
 
-def _simulate(days: int, requests_per_day: int, seed: int) -> date:
+def _simulate(days: int, requests_per_day: int, seed: int, incidents: list) -> date:
     from modelwatch.simulation import simulate
 
     start = datetime.now(UTC).date() - timedelta(days=days)
-    summary = simulate(load_config(), start=start, days=days, requests_per_day=requests_per_day, seed=seed)
+    summary = simulate(load_config(), start=start, days=days, requests_per_day=requests_per_day, seed=seed,
+                       incidents=incidents)
     _say(summary.table())
     return start
 
 
-def _run_dags(models: list[ModelConfig], start: date, days: int, log_path: Path) -> list[str]:
+def run_monitor(model_name: str, day: date, log_path: Path) -> tuple[str, dict[str, str], float]:
+    """Run `monitor_<model>` for `day` with `dag.test()`, its output to `log_path`.
+
+    Returns
+    -------
+    (str, dict, float)
+        The run's state, each task's state, and the seconds it took.
+    """
     import pendulum
 
     from modelwatch import airflow_adapter
 
+    began = time.perf_counter()
+    with _output_to(log_path):
+        state, tasks = airflow_adapter.run_dag(
+            f"monitor_{model_name}", pendulum.datetime(day.year, day.month, day.day, tz="UTC"),
+            str(settings.PROJECT_ROOT / "dags"),
+        )
+    return state, tasks, time.perf_counter() - began
+
+
+def _run_dags(models: list[ModelConfig], start: date, days: int, log_path: Path) -> list[str]:
     failures = []
-    dags = str(settings.PROJECT_ROOT / "dags")
     for offset in range(days):
         day = start + timedelta(days=offset)
         for model in models:
-            began = time.perf_counter()
-            with _output_to(log_path):
-                state, tasks = airflow_adapter.run_dag(
-                    f"monitor_{model.name}", pendulum.datetime(day.year, day.month, day.day, tz="UTC"), dags
-                )
-            _say(f"  monitor_{model.name} {day}: {state} in {time.perf_counter() - began:.1f} s")
+            state, tasks, seconds = run_monitor(model.name, day, log_path)
+            _say(f"  monitor_{model.name} {day}: {state} in {seconds:.1f} s")
             if state != "success":
                 failures.append(f"monitor_{model.name} {day}: {tasks}")
     return failures
@@ -153,22 +169,41 @@ def _findings(model: ModelConfig, frame) -> list[str]:
     return lines
 
 
-def run(days: int = 14, requests_per_day: int = 20_000, seed: int = 7) -> int:
-    """Simulate `days` days, run every `monitor_<model>` DAG for each, print the health table."""
+def run(days: int = 14, requests_per_day: int = 20_000, seed: int = 7, loop: bool = True) -> int:
+    """Simulate `days` days, run every `monitor_<model>` DAG for each, print the health table.
+
+    With `loop` (and `credit_risk` in the models file), `credit_risk`'s worse version goes live on the
+    reference model server today instead of in the simulated days, and the loop runs last (`demo_loop`).
+    """
+    from modelwatch import demo_loop
+    from modelwatch.simulation import DEFAULT_SCHEDULE
+
     data = settings.data_dir()
     data.mkdir(parents=True, exist_ok=True)
     log_path = data / "demo-airflow.log"
     log_path.write_text("")
     models = load_config().models
+    loop_model = next((model for model in models if model.name == demo_loop.LOOP_MODEL), None) if loop else None
+    incidents = demo_loop.simulated_incidents() if loop_model else DEFAULT_SCHEDULE
     _say(f"Simulating {days} days of production for {', '.join(m.name for m in models)} into {data}")
-    start = _simulate(days, requests_per_day, seed)
+    start = _simulate(days, requests_per_day, seed, incidents)
     _say(f"\nRunning the monitor DAGs with dag.test() (task logs: {log_path})")
     failures = _run_dags(models, start, days, log_path)
     _report(models)
+    if loop_model:
+        try:
+            looped = demo_loop.run(loop_model, period_start=start, incidents=incidents, seed=seed, output_folder=data,
+                                   run_monitor=lambda name, day: run_monitor(name, day, log_path))
+        except demo_loop.LoopError as exc:
+            failures.append(f"the loop with the model server: {exc}")
+        else:
+            failures += looped.problems()
+    elif loop:
+        _say(f"\nNo {demo_loop.LOOP_MODEL} in the models file: the loop with the model server is skipped.")
     _say(f"\nWarehouse: {settings.default_warehouse_url()} (views model_health_daily, model_decision_timeline, "
          "open_alert_conditions, model_latest_state)")
     _say("Start the Airflow UI with `make airflow` to browse the runs.")
     if failures:
-        _say("\nFailed runs:\n  " + "\n  ".join(failures))
+        _say("\nFailed:\n  " + "\n  ".join(failures))
         return 1
     return 0

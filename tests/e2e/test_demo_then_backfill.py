@@ -25,7 +25,7 @@ def test_a_cli_backfill_of_days_the_demo_processed_reruns_exactly_those_days(tmp
     after_demo = {}
 
     def demo(home, env):
-        done = subprocess.run([sys.executable, "-m", "modelwatch", "demo", "--days", str(DEMO_DAYS),
+        done = subprocess.run([sys.executable, "-m", "modelwatch", "demo", "--no-loop", "--days", str(DEMO_DAYS),
                                "--requests-per-day", "2000"], env=env, capture_output=True, text=True, timeout=1800)
         assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
         after_demo["runs"] = scenarios.monitoring_runs(warehouse)
