@@ -250,21 +250,14 @@ def draw_requests(model: ModelConfig, seed: int, day: date, count: int, effects:
     """
     import numpy as np
 
-    from modelwatch.simulation.incidents import apply_drift
     from modelwatch.simulation.records import context_struct, features_struct
-    from modelwatch.simulation.serving import ModelRun
+    from modelwatch.simulation.serving import ModelRun, draw_inputs
     from modelwatch.simulation.worlds import world_for
 
     run = ModelRun(model, world_for(model, seed), seed)
-    world, rng = run.world, run.stream(day, TRAFFIC_STREAM)
     now = datetime.now(UTC)
     minute = np.full(count, now.hour * 60 + now.minute)
-    features = world.sample(rng, minute)
-    for incident, level in effects.drifts:
-        apply_drift(model, features, incident, level, world.default_drift_feature, rng)
-    features = world.round_features(features)
-    context = world.context(rng, features)
-    truth = world.target(rng, features, context, effects.concept)
+    features, context, truth = draw_inputs(run, run.stream(day, TRAFFIC_STREAM), minute, effects)
     # The simulator's record columns give each value its logged JSON type (float, str, bool).
     rows = features_struct(model, features, np.zeros(count, dtype=bool)).to_pylist()
     logged = {key: context[key] for key in model.context if key in context}  # the keys the server accepts

@@ -81,6 +81,18 @@ def draw_latency(
     return np.round(np.where(error == "Timeout", timeout, latency), 2)
 
 
+def draw_inputs(run: ModelRun, rng: np.random.Generator, minute: np.ndarray,
+                  effects: DayEffects) -> tuple[dict, dict, np.ndarray]:
+    """Features, context and true outcome of requests at the given minutes of the day, the day's drift applied."""
+    model, world = run.model, run.world
+    features = world.sample(rng, minute)
+    for incident, level in effects.drifts:
+        apply_drift(model, features, incident, level, world.default_drift_feature, rng)
+    features = world.round_features(features)
+    context = world.context(rng, features)
+    return features, context, world.target(rng, features, context, effects.concept)
+
+
 def serve_block(
     run: ModelRun,
     day: date,
@@ -94,12 +106,7 @@ def serve_block(
     model, world = run.model, run.world
     offsets = traffic.draw_times(rng, block) if block.count else np.zeros(0, np.int64)
     minute = offsets // traffic.MS_PER_MINUTE
-    features = world.sample(rng, minute)
-    for incident, level in effects.drifts:
-        apply_drift(model, features, incident, level, world.default_drift_feature, rng)
-    features = world.round_features(features)
-    context = world.context(rng, features)
-    truth = world.target(rng, features, context, effects.concept)
+    features, context, truth = draw_inputs(run, rng, minute, effects)
     error = draw_errors(rng, block.count, effects)
     ok = np.equal(error, None)
     batch = Batch(
