@@ -24,12 +24,16 @@ TABLES = [
 @pytest.fixture
 def monitored_world(tmp_path, monkeypatch, warehouse_url, dagbag_for):
     """Four simulated days of credit_risk logs, a models file, and the parsed DAG."""
+    from modelwatch import registry
     from modelwatch.config import load_config
     from modelwatch.simulation import Incident, simulate
 
     monkeypatch.setenv("MODELWATCH_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("MODELWATCH_WAREHOUSE_URL", warehouse_url)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    # This test's own registry, whatever store an earlier test of the process left configured.
+    monkeypatch.setitem(registry._state, "uri", registry._state["uri"])
+    registry.configure()
     raw = yaml.safe_load(settings.SHIPPED_CONFIG.read_text())
     raw["models"] = [m | {"label_maturity_intervals": 2} for m in raw["models"] if m["name"] == "credit_risk"]
     config_path = tmp_path / "models.yaml"
