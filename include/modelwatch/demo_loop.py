@@ -450,7 +450,7 @@ def decision_of(model: ModelConfig, day: date) -> dict[str, Any] | None:
 
 def _seconds_after(earlier: datetime, later_text: str) -> float:
     """Seconds from `earlier` to an RFC 3339 time as the server writes it (``…Z``)."""
-    return (datetime.fromisoformat(later_text.replace("Z", "+00:00")) - earlier).total_seconds()
+    return (datetime.fromisoformat(later_text) - earlier).total_seconds()
 
 
 def _deploy(server: ServerProcess, model: ModelConfig, bad: ServedModel, incident: Incident, seed: int,
